@@ -1,0 +1,1 @@
+"""villageami.fieldcheck"""

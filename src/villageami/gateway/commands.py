@@ -1,0 +1,9 @@
+"""CLI commands of villageami.gateway."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this layer's commands to the root app."""
