@@ -11,8 +11,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "villageami"
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
-# Layer -> villageami layers it may import. Data flows meter -> driver -> normalise -> envelope -> outbox -> MQTT
-# -> ingest; each layer talks only to its neighbours, and nothing below hes imports it.
+# Layer -> villageami layers it may import. Data flows meter -> driver -> normalise -> envelope
+# -> outbox -> MQTT -> ingest; each layer talks only to its neighbours; nothing below hes imports it.
 ALLOWED: dict[str, set[str]] = {
     "contract": set(),
     "dlms": set(),
