@@ -1,6 +1,6 @@
 """Durable outbox: every northbound message is written here before it may leave the gateway.
 
-Guarantees (tested in tests/gateway/test_outbox.py, including a SIGKILL mid-write loop):
+Guarantees (tested in tests/gateway/test_gw_outbox.py, including a SIGKILL mid-write loop):
 
 * Every message gets a ``msgId`` (UUIDv4) and a per-gateway monotonic ``seq``. The seq counter and the message
   row are written in one transaction, so a crash can never hand out a seq twice or store a message without

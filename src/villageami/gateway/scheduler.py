@@ -1,9 +1,9 @@
 """Read scheduling: one loop per serial bus, TCP meters concurrently with a bound.
 
 A bus is a shared wire: its meters are read one after another, each read bounded by ``readTimeoutS``, so a
-dead meter costs at most that much and its neighbours are still read. After a failed read a meter is skipped
-for a growing number of cycles (1, 2, 4, up to 8) so a dead meter does not eat the bus. Buses are independent
-asyncio tasks, so one bus never waits for another.
+dead meter costs at most that much and its neighbours are still read. After n failed reads in a row a meter
+is tried only every 2^(n-1)-th cycle (at most every 8th) so a dead meter does not eat the bus. Buses are
+independent asyncio tasks, so one bus never waits for another.
 
 For each meter read: driver -> ``meters.normalise`` -> plausibility -> telemetry + edge-detected events into
 the outbox. An unreachable meter publishes its last known registers as ``comms_lost`` (original ``readAt``)
