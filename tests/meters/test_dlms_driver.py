@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import pytest
 
+from villageami.dlms.errors import DecodeError
 from villageami.meters.dlms_driver import DlmsDriver
 from villageami.meters.driver import MeterAction, MeterUnreachable
 from villageami.meters.factory import open_driver
@@ -113,5 +114,34 @@ def test_simulator_profile_publishes_tamper_flags_and_credit() -> None:
         assert tamper.unmapped_bits == 0 and tamper.quality == "good"
         credit = by_key["96.8.0"]
         assert credit.unit == "kWh" and credit.value == pytest.approx(25.0, abs=0.5)  # initial_kwh 25
+
+    run(main)
+
+
+def test_falls_back_to_single_gets_when_get_with_list_is_answered_wrongly() -> None:
+    """A meter that grants multiple-references but answers a list wrongly is still read, one GET per key."""
+
+    async def main() -> None:
+        async with DlmsSimulator() as sim:
+            driver = open_driver(sim.url, PROFILE)
+            assert isinstance(driver, DlmsDriver)
+            calls = 0
+
+            async def broken_get_with_list(*_args: object, **_kwargs: object) -> list[object]:
+                nonlocal calls
+                calls += 1
+                raise DecodeError("get-with-list asked for 5 attributes, got 1 results")
+
+            async with driver:
+                driver.client.get_with_list = broken_get_with_list  # type: ignore[method-assign]
+                reads = await driver.read(["1.8.0", "32.7.0", "0.0.96.1.1.255"])
+                assert driver.with_list_unreliable
+                before = driver.requests_sent
+                await driver.read(["1.8.0", "32.7.0"])
+                # scaler_units are cached, so exactly one GET per key and no further list attempt
+                assert driver.requests_sent - before == 2
+            assert calls == 1
+            assert all(r.ok for r in reads.values()), {k: r.error for k, r in reads.items() if not r.ok}
+            assert reads["0.0.96.1.1.255"].value == "SIM00000001"
 
     run(main)

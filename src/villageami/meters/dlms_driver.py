@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ from villageami.dlms.apdu import AttributeDescriptor, Conformance, DataAccessRes
 from villageami.dlms.axdr import Data, DataType
 from villageami.dlms.client import DlmsClient
 from villageami.dlms.cosem import ClassId, ScalerUnit
-from villageami.dlms.errors import AssociationError, DlmsError, LinkError, ServiceError
+from villageami.dlms.errors import AssociationError, DecodeError, DlmsError, LinkError, ServiceError
 from villageami.meters.driver import (
     ActionResult,
     KeyRead,
@@ -35,6 +36,7 @@ from villageami.meters.profile import Protocol as ProfileProtocol
 
 __all__ = ["DlmsDriver"]
 
+_log = logging.getLogger(__name__)
 T = TypeVar("T")
 _SCALED_CLASSES = {ClassId.REGISTER, ClassId.EXTENDED_REGISTER, ClassId.DEMAND_REGISTER}
 _OUTPUT_STATE, _CONTROL_STATE = 2, 3
@@ -73,6 +75,12 @@ class DlmsDriver(MeterDriver):
         }
         self.scaler_units: dict[str, ScalerUnit] = {}
         self.requests_sent = 0
+        # Set when the meter answered a GET-with-list with a malformed or mismatched response; from then on
+        # this driver reads one attribute per GET (slower, but correct).
+        self.with_list_unreliable = False
+
+    def __str__(self) -> str:
+        return self.description
 
     # -- association --
 
@@ -102,12 +110,19 @@ class DlmsDriver(MeterDriver):
     async def _get_many(self, descriptors: list[AttributeDescriptor]) -> list[Data | DataAccessResult]:
         multiple = bool(self.client.session.negotiated_conformance & Conformance.MULTIPLE_REFERENCES)
         results: list[Data | DataAccessResult] = []
-        if multiple and len(descriptors) > 1:
-            for start in range(0, len(descriptors), self.max_list):
-                chunk = descriptors[start : start + self.max_list]
-                self.requests_sent += 1
-                results.extend(await self.client.get_with_list(chunk))
-            return results
+        if multiple and len(descriptors) > 1 and not self.with_list_unreliable:
+            try:
+                for start in range(0, len(descriptors), self.max_list):
+                    chunk = descriptors[start : start + self.max_list]
+                    self.requests_sent += 1
+                    results.extend(await self.client.get_with_list(chunk))
+                return results
+            except DecodeError as err:
+                # Some servers grant multiple-references but answer certain lists wrongly (seen with gurux's
+                # server and a clock in the list). Link errors are not caught here: they mean a dead meter.
+                _log.warning("%s: bad GET-with-list answer (%s); one GET per attribute now", self, err)
+                self.with_list_unreliable = True
+                results = []
         for descriptor in descriptors:
             self.requests_sent += 1
             try:
