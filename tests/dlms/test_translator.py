@@ -134,6 +134,7 @@ def test_push_with_llc_header() -> None:
         (["ff00"], "unknown or unsupported APDU tag 0xff"),
         (["7ea00802232193bd657e"], "no valid HDLC frame"),
         (["0001000100010046db08"], "truncated"),
+        (["7ea00a03"], "truncated HDLC frame"),
         (["c401c10101", "--ek", "0011"], "--ek must be 16 octets"),
     ],
 )

@@ -343,6 +343,12 @@ def translate(data: bytes, keys: TranslatorKeys | None = None) -> dict[str, Any]
         if decoder.skipped_octets:
             result["skipped_octets"] = decoder.skipped_octets
         return result
+    if data[0] == 0x7E:
+        # No APDU or A-XDR tag is 0x7E, so this is an HDLC frame cut short (a capture that stopped early).
+        raise DecodeError(
+            f"input starts with the HDLC flag 0x7E but does not end with one: truncated HDLC frame "
+            f"({len(data)} octets)"
+        )
     if _looks_like_wrapper(data):
         try:
             pdus = WrapperStreamDecoder().feed(data)
