@@ -42,6 +42,7 @@ from villageami.gateway.events import EventDetector
 from villageami.gateway.messages import DetectedEvent, Northbound, OutboxItem
 from villageami.gateway.plausibility import clock_drift
 from villageami.gateway.scheduler import MeterPoller, Scheduler
+from villageami.gateway.storage import open_durable_db
 from villageami.meters.driver import MeterAction, MeterError
 from villageami.meters.normalise import VmrsReading, normalise_all
 
@@ -97,11 +98,7 @@ class CommandJournal:
     """Durable record of every command and its latest status."""
 
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_durable_db(path, _SCHEMA, what="command journal")
 
     def get(self, command_id: str) -> CommandRecord | None:
         row = self._db.execute(

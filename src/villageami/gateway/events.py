@@ -29,6 +29,7 @@ from villageami.contract.envelope import EventState, EventType, Severity
 from villageami.contract.vmrs import CREDIT_KEY, DISCONNECT_KEY, TAMPER_KEY
 from villageami.errors import VillageAmiError
 from villageami.gateway.messages import DetectedEvent
+from villageami.gateway.storage import open_durable_db
 from villageami.meters.normalise import VmrsReading
 
 POWER_KEY = "96.11.5"
@@ -100,15 +101,7 @@ class EdgeStateStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_EDGE_SCHEMA)
-        except sqlite3.Error as exc:
-            raise EdgeStateError(f"cannot open event state table in {self.path}: {exc}") from exc
+        self._db = open_durable_db(self.path, _EDGE_SCHEMA, what="event state table in", error=EdgeStateError)
 
     def load(self) -> dict[str, dict[str, Any]]:
         rows = self._db.execute("SELECT meter_serial, state FROM event_state").fetchall()

@@ -32,6 +32,7 @@ import orjson
 
 from villageami.contract.envelope import format_ts
 from villageami.errors import VillageAmiError
+from villageami.gateway.storage import open_durable_db
 
 # Message kinds. Only telemetry may be evicted.
 TELEMETRY = "telemetry"
@@ -126,16 +127,8 @@ class Outbox:
         self.max_bytes = max_bytes
         self._gap_event = gap_event
         self._on_eviction = on_eviction
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so seq read-modify-write is atomic.
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise OutboxError(f"cannot open outbox database {self.path}: {exc}") from exc
+        # BEGIN IMMEDIATE around each enqueue makes the seq read-modify-write atomic.
+        self._db = open_durable_db(self.path, _SCHEMA, what="outbox database", error=OutboxError)
         self._bytes = 0
         self._recount()
 
