@@ -27,7 +27,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
-from typing import ClassVar, TypeAlias
+from typing import ClassVar, TypeAlias, TypeVar, cast
 
 from villageami.dlms.axdr import (
     CosemDateTime,
@@ -1170,6 +1170,34 @@ class Aare(Apdu):
         return result
 
 
+_Reason = TypeVar("_Reason", bound=_Named)
+
+
+def _encode_release(tag: int, reason: int | None, info: UserInformation | None) -> bytes:
+    """RLRQ and RLRE share one shape: an optional reason [0] and optional user-information [30]."""
+    out = bytearray()
+    if reason is not None:
+        out += _tlv(0x80, bytes((reason,)))
+    if info is not None:
+        out += _tlv(0xBE, _tlv(0x04, info.encode()))
+    return _tlv(tag, bytes(out))
+
+
+def _read_release(
+    content: bytes, reasons: type[_Reason], name: str
+) -> tuple[_Reason | None, UserInformation | None]:
+    reason: _Reason | None = None
+    info = None
+    for tag, body in _ber_fields(content, name):
+        if tag == 0x80 and len(body) == 1:
+            reason = cast(_Reason, _enum(reasons, body[0], name))
+        elif tag == 0xBE:
+            info = _decode_user_information(body, name)
+        else:
+            raise DecodeError(f"{name}: unexpected field tag 0x{tag:02x} ({body.hex()})")
+    return reason, info
+
+
 @dataclass(frozen=True, slots=True)
 class Rlrq(Apdu):
     TAG: ClassVar[int] = ApduTag.RLRQ
@@ -1179,24 +1207,11 @@ class Rlrq(Apdu):
     user_information: UserInformation | None = None
 
     def encode(self) -> bytes:
-        out = bytearray()
-        if self.reason is not None:
-            out += _tlv(0x80, bytes((self.reason,)))
-        if self.user_information is not None:
-            out += _tlv(0xBE, _tlv(0x04, self.user_information.encode()))
-        return _tlv(self.TAG, bytes(out))
+        return _encode_release(self.TAG, self.reason, self.user_information)
 
     @classmethod
     def read(cls, content: bytes) -> Rlrq:
-        reason: ReleaseRequestReason | None = None
-        info = None
-        for tag, body in _ber_fields(content, "RLRQ"):
-            if tag == 0x80 and len(body) == 1:
-                reason = _enum(ReleaseRequestReason, body[0], "RLRQ")  # type: ignore[assignment]
-            elif tag == 0xBE:
-                info = _decode_user_information(body, "RLRQ")
-            else:
-                raise DecodeError(f"RLRQ: unexpected field tag 0x{tag:02x} ({body.hex()})")
+        reason, info = _read_release(content, ReleaseRequestReason, "RLRQ")
         return cls(reason, info)
 
 
@@ -1209,24 +1224,11 @@ class Rlre(Apdu):
     user_information: UserInformation | None = None
 
     def encode(self) -> bytes:
-        out = bytearray()
-        if self.reason is not None:
-            out += _tlv(0x80, bytes((self.reason,)))
-        if self.user_information is not None:
-            out += _tlv(0xBE, _tlv(0x04, self.user_information.encode()))
-        return _tlv(self.TAG, bytes(out))
+        return _encode_release(self.TAG, self.reason, self.user_information)
 
     @classmethod
     def read(cls, content: bytes) -> Rlre:
-        reason: ReleaseResponseReason | None = None
-        info = None
-        for tag, body in _ber_fields(content, "RLRE"):
-            if tag == 0x80 and len(body) == 1:
-                reason = _enum(ReleaseResponseReason, body[0], "RLRE")  # type: ignore[assignment]
-            elif tag == 0xBE:
-                info = _decode_user_information(body, "RLRE")
-            else:
-                raise DecodeError(f"RLRE: unexpected field tag 0x{tag:02x} ({body.hex()})")
+        reason, info = _read_release(content, ReleaseResponseReason, "RLRE")
         return cls(reason, info)
 
 
