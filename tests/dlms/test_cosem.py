@@ -11,6 +11,7 @@ from villageami.dlms.cosem import (
     ScalerUnit,
     decode_object_list,
     register_value,
+    scaler_unit_attribute,
     unit_text,
 )
 from villageami.dlms.errors import DecodeError
@@ -85,3 +86,12 @@ def test_object_list_rejects_non_arrays() -> None:
                 ]
             )
         )
+
+
+@pytest.mark.parametrize(
+    ("class_id", "attribute"),
+    [(3, 3), (4, 3), (5, 4), (1, None), (8, None), (70, None)],
+)
+def test_scaler_unit_attribute_per_class(class_id: int, attribute: int | None) -> None:
+    # IEC 62056-6-2: the demand register (class 5) keeps scaler_unit in attribute 4, not 3.
+    assert scaler_unit_attribute(class_id) == attribute

@@ -42,6 +42,31 @@ class ExtendedRegisterAttribute(IntEnum):
     CAPTURE_TIME = 5
 
 
+class DemandRegisterAttribute(IntEnum):
+    LOGICAL_NAME = 1
+    CURRENT_AVERAGE_VALUE = 2
+    LAST_AVERAGE_VALUE = 3
+    SCALER_UNIT = 4
+    STATUS = 5
+    CAPTURE_TIME = 6
+    START_TIME_CURRENT = 7
+    PERIOD = 8
+    NUMBER_OF_PERIODS = 9
+
+
+def scaler_unit_attribute(class_id: int) -> int | None:
+    """The attribute holding scaler_unit for a class, or None when the class has no scaler_unit.
+
+    Register and extended register keep it in attribute 3; the demand register in attribute 4 (its
+    attribute 3 is the last average value, so asking for 3 would misread a value as a scaler).
+    """
+    if class_id in (ClassId.REGISTER, ClassId.EXTENDED_REGISTER):
+        return int(RegisterAttribute.SCALER_UNIT)
+    if class_id == ClassId.DEMAND_REGISTER:
+        return int(DemandRegisterAttribute.SCALER_UNIT)
+    return None
+
+
 class ClockAttribute(IntEnum):
     LOGICAL_NAME = 1
     TIME = 2

@@ -20,7 +20,7 @@ from villageami.contract.vmrs import DISCONNECT_KEY
 from villageami.dlms.apdu import AttributeDescriptor, Conformance, DataAccessResult
 from villageami.dlms.axdr import Data, DataType
 from villageami.dlms.client import DlmsClient
-from villageami.dlms.cosem import ClassId, ScalerUnit
+from villageami.dlms.cosem import ClassId, ScalerUnit, scaler_unit_attribute
 from villageami.dlms.errors import AssociationError, DecodeError, DlmsError, LinkError, ServiceError
 from villageami.meters.driver import (
     ActionResult,
@@ -38,7 +38,6 @@ __all__ = ["DlmsDriver"]
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
-_SCALED_CLASSES = {ClassId.REGISTER, ClassId.EXTENDED_REGISTER, ClassId.DEMAND_REGISTER}
 _OUTPUT_STATE, _CONTROL_STATE = 2, 3
 _CONTROL_STATES = {0: "disconnected", 1: "connected", 2: "ready_for_reconnection"}
 
@@ -158,7 +157,9 @@ class DlmsDriver(MeterDriver):
             descriptors.append(AttributeDescriptor.of(point.class_id, point.logical_name, point.attribute))
             index.append(("value", key))
         for ln, class_id in sorted({(p.logical_name, p.class_id) for p in self._needs_scaler(wanted)}):
-            descriptors.append(AttributeDescriptor.of(class_id, ln, 3))
+            attribute = scaler_unit_attribute(class_id)
+            assert attribute is not None  # _needs_scaler keeps only classes that have one
+            descriptors.append(AttributeDescriptor.of(class_id, ln, attribute))
             index.append(("scaler_unit", ln))
         answers = await self._get_many(descriptors) if descriptors else []
         read_at = datetime.now(UTC)
@@ -178,7 +179,7 @@ class DlmsDriver(MeterDriver):
         return [
             p
             for p in (self.points[k] for k in keys)
-            if p.class_id in _SCALED_CLASSES
+            if scaler_unit_attribute(p.class_id) is not None
             and p.attribute == 2
             and p.scaler is None
             and p.logical_name not in self.scaler_units
@@ -217,7 +218,7 @@ class DlmsDriver(MeterDriver):
             raise ValueError(f"unexpected {data.type.label} value {raw!r}")
         scaler, unit = 0, point.unit
         cached = self.scaler_units.get(point.logical_name)
-        if point.class_id in _SCALED_CLASSES and point.attribute == 2 and cached is not None:
+        if scaler_unit_attribute(point.class_id) is not None and point.attribute == 2 and cached is not None:
             scaler = cached.scaler
             unit = point.unit or (cached.unit_text if cached.unit not in (0, 255) else None)
         if point.scaler is not None:
