@@ -130,6 +130,23 @@ def test_wrapper_link_skips_pdus_for_other_wports() -> None:
     run(scenario())
 
 
+def test_wrapper_link_keeps_a_response_that_shares_a_read_with_a_push() -> None:
+    # A meter's push and the response to our request can arrive in one TCP segment; neither may be lost.
+    push = WrapperPdu(1, 16, bytes.fromhex("0f00000001000900")).encode()  # a data-notification
+    response = WrapperPdu(1, 16, b"\xc4\x01\xc1\x00\x09\x03ABC").encode()
+
+    async def scenario() -> None:
+        async with silent_peer(reply=push + response) as port:
+            link = tcp_wrapper_link("127.0.0.1", port)
+            assert (await link.exchange(GET_LDN, 2.0))[0] == 0x0F
+            assert (await link.receive(0.5))[0] == 0xC4
+            with pytest.raises(LinkTimeout):
+                await link.receive(0.2)
+            await link.close()
+
+    run(scenario())
+
+
 def test_serial_link_on_silent_pty_times_out() -> None:
     master, slave = os.openpty()
     tty.setraw(slave)

@@ -2,6 +2,11 @@
 
 The client session (``villageami.dlms.client``) only needs to exchange whole APDUs. A link hides framing,
 segmentation, HDLC sequence numbers and RR polling, and bounds every wait with a timeout.
+
+A link may also offer ``async receive(timeout) -> bytes``: the server's next APDU without sending anything.
+The client uses it when a push (data- or event-notification) overtakes the response it is waiting for.
+``WrapperLink`` has it; ``HdlcLink`` does not yet (over HDLC, pushes come as UI frames, which the link
+ignores, so a request still completes but the push is not delivered).
 """
 
 from __future__ import annotations

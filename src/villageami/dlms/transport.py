@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -181,6 +182,8 @@ class WrapperLink:
         self.stream = stream
         self.client_wport, self.server_wport = client_wport, server_wport
         self._decoder = WrapperStreamDecoder(expect_destination=client_wport)
+        # APDUs decoded but not yet handed out: one TCP read can carry a push and the response together.
+        self._received: deque[bytes] = deque()
         self._connected = False
 
     @property
@@ -192,31 +195,42 @@ class WrapperLink:
             return
         await self.stream.connect()
         self._decoder = WrapperStreamDecoder(expect_destination=self.client_wport)
+        self._received.clear()
         self._connected = True
 
     async def exchange(self, apdu: bytes, timeout: float) -> bytes:
         if not self._connected:
             await self.open()
-        deadline = time.monotonic() + timeout
         await self.stream.write(WrapperPdu(self.client_wport, self.server_wport, apdu).encode())
+        return await self.receive(timeout)
+
+    async def receive(self, timeout: float) -> bytes:
+        """The server's next APDU (a response, or a push that overtook it), waiting at most ``timeout``."""
+        if self._received:
+            return self._received.popleft()
+        if not self._connected:
+            raise LinkError(f"{self.description} is not connected")
+        deadline = time.monotonic() + timeout
         try:
-            while True:
+            while not self._received:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise LinkTimeout(f"{self.description}: no answer within {timeout}s")
                 data = await self.stream.read(remaining)
-                for pdu in self._decoder.feed(data):
-                    if pdu.source_wport == self.server_wport:
-                        return pdu.payload
+                self._received.extend(
+                    pdu.payload for pdu in self._decoder.feed(data) if pdu.source_wport == self.server_wport
+                )
         except DecodeError as exc:
             await self.close()
             raise LinkError(f"{self.description}: bad wrapper header from the meter: {exc}") from exc
         except LinkError:
             await self.close()
             raise
+        return self._received.popleft()
 
     async def close(self) -> None:
         self._connected = False
+        self._received.clear()
         await self.stream.close()
 
 
