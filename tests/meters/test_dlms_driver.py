@@ -96,6 +96,25 @@ def test_silent_meter_is_unreachable() -> None:
     run(main)
 
 
+@pytest.mark.parametrize("transport", ["wrapper", "hdlc"])
+def test_meter_that_recovers_is_read_again(transport: str) -> None:
+    """A link lost mid-life (meter silent a while) must not leave the driver believing it is associated."""
+
+    async def main() -> None:
+        async with DlmsSimulator(transport=transport) as sim:  # type: ignore[arg-type]
+            driver = open_driver(sim.url + "&timeout=0.5", PROFILE)
+            async with driver:
+                assert (await driver.read(["1.8.0"]))["1.8.0"].ok
+                sim.fault = FaultMode.NO_ANSWER
+                with pytest.raises(MeterUnreachable):
+                    await driver.read(["1.8.0"])
+                sim.fault = FaultMode.NONE
+                again = await driver.read(["1.8.0", "32.7.0"])
+            assert all(r.ok for r in again.values()), {k: r.error for k, r in again.items() if not r.ok}
+
+    run(main)
+
+
 def test_simulator_profile_publishes_tamper_flags_and_credit() -> None:
     profile = load_profile("villageami-sim-dlms-1p")
 

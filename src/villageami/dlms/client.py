@@ -76,6 +76,7 @@ from villageami.dlms.errors import (
     CipheringError,
     DecodeError,
     DlmsError,
+    LinkError,
     ServiceError,
 )
 from villageami.dlms.link import ApduLink
@@ -389,6 +390,12 @@ class ClientSession:
         if not isinstance(apdu, Rlre):
             raise AssociationError(f"expected an RLRE, got {apdu.name}")
 
+    def link_lost(self) -> None:
+        """The link under this association broke: the server forgot the association with it."""
+        self.associated = False
+        self._pending_invoke_id = None
+        self._blocks = None
+
     # ------------------------------------------------------------------ GET
 
     def _require_associated(self) -> None:
@@ -526,14 +533,20 @@ class DlmsClient:
         return self.session.server_invocation_counter
 
     async def _exchange(self, apdu: bytes) -> bytes:
-        response = await self.link.exchange(apdu, self.settings.response_timeout)
-        while self.session.associated and self.session.take_notification(response):
-            # A push overtook the response. ApduLink has no receive-only call; links that offer
-            # ``receive(timeout)`` let us wait for the real response, others cannot.
-            receive = getattr(self.link, "receive", None)
-            if receive is None:
-                raise DlmsError("a notification arrived instead of the response and the link cannot wait")
-            response = await receive(self.settings.response_timeout)
+        try:
+            response = await self.link.exchange(apdu, self.settings.response_timeout)
+            while self.session.associated and self.session.take_notification(response):
+                # A push overtook the response. Links that offer ``receive(timeout)`` let us wait for the
+                # real response (see dlms/link.py); others cannot.
+                receive = getattr(self.link, "receive", None)
+                if receive is None:
+                    raise DlmsError("a notification arrived instead of the response and the link cannot wait")
+                response = await receive(self.settings.response_timeout)
+        except LinkError:
+            # Links drop themselves on error and reconnect on the next call; an association does not survive
+            # that, so the next request must associate again instead of being refused.
+            self.session.link_lost()
+            raise
         return response
 
     async def associate(self) -> None:
