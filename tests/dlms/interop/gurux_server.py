@@ -6,7 +6,8 @@ shims below work around the ones this scenario meets (numbered as in those notes
 (subclass, override or a guarded class attribute), so an upstream fix is noticed rather than silently
 masked. Scope: LN referencing over the TCP wrapper, no security or LLS, GET (normal and with-list), ACTION
 on the disconnect control, RLRQ. HDLC over TCP (shim 9).
-Not covered: HLS-GMAC (shims 10-14).
+HLS-GMAC (shims 10-14 and 16) lives in gurux_secure_server.py, a subclass of GuruxMeter; ``meter_class``
+and ``association_class`` are its hooks.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class _LiveClock(GXDLMSClock):  # type: ignore[misc]
 
 
 class GuruxMeter(GXDLMSServer):  # type: ignore[misc]
+    association_class: type[GXDLMSAssociationLogicalName] = GXDLMSAssociationLogicalName
+
     def __init__(self, interface: Any = InterfaceType.WRAPPER) -> None:
         super().__init__(True, interface)
         self.energy = GXDLMSRegister("1.0.1.8.0.255")
@@ -91,7 +94,7 @@ class GuruxMeter(GXDLMSServer):  # type: ignore[misc]
         self.switch = GXDLMSDisconnectControl("0.0.96.3.10.255")
         self.switch.outputState = True
         self.switch.controlState = ControlState.CONNECTED
-        association = GXDLMSAssociationLogicalName()
+        association = self.association_class()
         items = [association, self.energy, self.serial, self.clock, self.switch]
         for item in items:  # shim 2: initialize() would append the whole list as one item
             association.objectList.append(item)
@@ -204,8 +207,10 @@ class GuruxMeter(GXDLMSServer):  # type: ignore[misc]
 
 
 @contextmanager
-def gurux_meter_server(interface: Any = InterfaceType.WRAPPER) -> Iterator[tuple[int, GuruxMeter]]:
-    """Serve one GuruxMeter per TCP connection (wrapper or HDLC) in a thread; yields (port, meters)."""
+def gurux_meter_server(
+    interface: Any = InterfaceType.WRAPPER, meter_class: type[GuruxMeter] = GuruxMeter
+) -> Iterator[tuple[int, list[GuruxMeter]]]:
+    """Serve one ``meter_class`` per TCP connection (wrapper or HDLC) in a thread; yields (port, meters)."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     meters: list[GuruxMeter] = []
@@ -213,7 +218,7 @@ def gurux_meter_server(interface: Any = InterfaceType.WRAPPER) -> Iterator[tuple
     errors: list[BaseException] = []
 
     def serve(conn: socket.socket) -> None:
-        meter = GuruxMeter(interface)
+        meter = meter_class(interface)
         meters.append(meter)
         with conn:
             conn.settimeout(5)
@@ -240,7 +245,7 @@ def gurux_meter_server(interface: Any = InterfaceType.WRAPPER) -> Iterator[tuple
     thread = threading.Thread(target=accept_loop, daemon=True)
     thread.start()
     try:
-        yield listener.getsockname()[1], meters  # type: ignore[misc]
+        yield listener.getsockname()[1], meters
     finally:
         stop.set()
         thread.join(2)

@@ -1,8 +1,7 @@
 """Interop: villageami's client against a meter built on gurux-dlms's server classes (test-only, GPL-2.0).
 
 Scope (see gurux_server.py): TCP wrapper and HDLC over TCP, no security and LLS. HLS-GMAC against a gurux
-server needs five more of the documented shims; it is covered in the other direction (gurux client against
-our simulator).
+server is in test_client_vs_gurux_server_gmac.py (gurux_secure_server.py holds the extra shims).
 """
 
 from __future__ import annotations
