@@ -302,6 +302,9 @@ class ClientSession:
                 detail += f", {info}"
             if apdu.diagnostic_source == 1 and apdu.diagnostic == 13:
                 raise AuthenticationFailure(f"association rejected: {detail} (wrong password or key?)")
+            if info is None and self.security is not None:
+                # A meter that cannot decipher our AARQ's initiate-request often rejects with no reason.
+                detail += "; the server sent no initiate-response (wrong encryption key?)"
             raise AssociationRejected(f"association rejected: {detail}")
         if not isinstance(info, InitiateResponse):
             raise AssociationError(

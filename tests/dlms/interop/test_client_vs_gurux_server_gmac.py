@@ -141,7 +141,7 @@ WRONG_KEYS = {
     # gurux never checks GCM tags, so it deciphers our AARQ and answers; we reject its AARE's tag.
     "authentication-key": (ENCRYPTION_KEY, bytes(16), CipheringError, "tag does not verify"),
     # gurux cannot parse the garbage it deciphers: rejected-permanent, no user-information.
-    "encryption-key": (bytes(16), AUTHENTICATION_KEY, AssociationRejected, "rejected-permanent"),
+    "encryption-key": (bytes(16), AUTHENTICATION_KEY, AssociationRejected, "wrong encryption key"),
 }
 
 
