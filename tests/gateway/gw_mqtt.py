@@ -78,9 +78,14 @@ class PrivateBroker:
 
 
 class Collector:
-    """Subscribes (QoS 1, persistent session) and records (topic, payload dict, retain) in arrival order."""
+    """Subscribes (QoS 1, persistent session) and records (topic, payload dict, retain) in arrival order.
 
-    def __init__(self, host: str, port: int, topic: str) -> None:
+    ``setup`` configures the paho client before it connects (TLS, credentials).
+    """
+
+    def __init__(
+        self, host: str, port: int, topic: str, *, setup: Callable[[mqtt.Client], None] | None = None
+    ) -> None:
         self.messages: list[tuple[str, dict[str, Any], bool]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -93,6 +98,8 @@ class Collector:
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.1, 0.5)
+        if setup is not None:
+            setup(self.client)
         self.client.connect(host, port, keepalive=10)
         self.client.loop_start()
         assert self._subscribed.wait(5), "collector could not subscribe"

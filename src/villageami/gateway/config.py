@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -134,11 +135,44 @@ class ScheduleConfig(_Model):
         default=900, alias="statusS", gt=0, description="credit, tamper, disconnect state"
     )
     clock_s: float = Field(default=86400, alias="clockS", gt=0, description="meter clock check")
-    billing_at: time = Field(default=time(0, 0), alias="billingAt", description="daily billing snapshot, UTC")
+    billing_at: time = Field(
+        default=time(0, 0), alias="billingAt", description="daily billing snapshot, local time in timezone"
+    )
+    timezone: str = Field(
+        default="UTC", description="IANA time zone of billingAt, e.g. Africa/Nairobi (zoneinfo names)"
+    )
     read_timeout_s: float = Field(
         default=20, alias="readTimeoutS", gt=0, description="bound on one meter read"
     )
     tcp_concurrency: int = Field(default=8, alias="tcpConcurrency", ge=1, le=256)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        zone_of(value)
+        return value
+
+    @field_validator("billing_at")
+    @classmethod
+    def _naive(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            message = f"billingAt {value.isoformat()} must be a wall time without offset (see timezone)"
+            raise ValueError(message)
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return zone_of(self.timezone)
+
+
+def zone_of(name: str) -> ZoneInfo:
+    """The zoneinfo zone called ``name``; ValueError naming it when the tz database does not know it."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(
+            f"unknown IANA time zone {name!r} (expected a tz database name such as Africa/Nairobi or UTC)"
+        ) from exc
 
 
 class OutboxConfig(_Model):

@@ -18,7 +18,7 @@ import logging
 import time as _time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Protocol
 
 from villageami.contract.envelope import EventState, EventType, Quality, Severity
@@ -89,37 +89,83 @@ class MeterPoller:
             await asyncio.wait_for(self.driver.close(), timeout)
 
 
+def billing_instant(day: date, at: time, zone: tzinfo) -> datetime:
+    """The instant (UTC) of the billing snapshot of local ``day``: wall time ``at`` in ``zone``.
+
+    A wall time that occurs twice (clocks set back) is taken at its first occurrence. One that does not
+    exist (clocks set forward past it, e.g. midnight in Africa/Cairo on the last Friday of April) is taken
+    at the first valid instant after it: the moment of the jump.
+    """
+    wall = datetime.combine(day, at)
+    earliest = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if earliest.astimezone(zone).replace(tzinfo=None) == wall:
+        return earliest
+    # In a gap, fold=1 applies the offset after the jump and fold=0 the one before, so the jump lies
+    # between the two readings. Bisect (on whole seconds, as tz database transitions are) for the first
+    # instant whose local wall time is not before ``wall``.
+    low, high = sorted((wall.replace(tzinfo=zone, fold=1).astimezone(UTC), earliest))
+    low = low.replace(microsecond=0)
+    while high - low > timedelta(seconds=1):
+        middle = low + timedelta(seconds=int((high - low).total_seconds()) // 2)
+        if middle.astimezone(zone).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 @dataclass(slots=True)
 class Schedule:
-    """Which read classes are due, per loop: intervals on the monotonic clock, billing at a UTC time."""
+    """Which read classes are due, per loop: intervals on the monotonic clock, billing at a local time.
+
+    ``last_billing`` is the local date (in ``zone``) whose snapshot was last taken.
+    """
 
     intervals: dict[ReadClass, float]
-    billing_at: datetime  # only the time of day is used (UTC)
+    billing_at: time
+    zone: tzinfo = UTC
     last_run: dict[ReadClass, float] = field(default_factory=dict)
     last_billing: date | None = None
 
     @classmethod
     def from_config(cls, config: GatewayConfig, now: datetime) -> Schedule:
         s = config.schedules
-        billing_at = datetime.combine(now.date(), s.billing_at, tzinfo=UTC)
-        # The day's snapshot is only taken when its time is crossed while running.
-        last_billing = now.date() if now >= billing_at else None
-        return cls(
+        schedule = cls(
             intervals={
                 ReadClass.INSTANTANEOUS: s.instantaneous_s,
                 ReadClass.STATUS: s.status_s,
                 ReadClass.CLOCK: s.clock_s,
             },
-            billing_at=billing_at,
-            last_billing=last_billing,
+            billing_at=s.billing_at,
+            zone=s.zone,
         )
+        # The day's snapshot is only taken when its time is crossed while running.
+        schedule.last_billing = schedule.billing_day(now)
+        return schedule
+
+    def billing_day(self, now: datetime) -> date:
+        """The local date of the latest billing instant at or before ``now``."""
+        today = now.astimezone(self.zone).date()
+        # A jump can move a day's instant past local midnight, so the day before is checked too.
+        for day in (today + timedelta(days=1), today, today - timedelta(days=1)):
+            if billing_instant(day, self.billing_at, self.zone) <= now:
+                return day
+        return today - timedelta(days=2)
+
+    def next_billing(self, now: datetime) -> datetime:
+        """The first billing instant after ``now``."""
+        day = self.billing_day(now) + timedelta(days=1)
+        instant = billing_instant(day, self.billing_at, self.zone)
+        while instant <= now:  # only when two local days share one instant (a jump over billingAt)
+            day += timedelta(days=1)
+            instant = billing_instant(day, self.billing_at, self.zone)
+        return instant
 
     def due(self, mono: float, now: datetime) -> set[ReadClass]:
         due = {rc for rc, every in self.intervals.items() if mono - self.last_run.get(rc, -1e18) >= every}
         if not self.last_run:
             due.add(ReadClass.STATIC)  # serial etc. once at start
-        today_at = datetime.combine(now.date(), self.billing_at.timetz())
-        if now >= today_at and self.last_billing != now.date():
+        if self.last_billing is None or self.billing_day(now) > self.last_billing:
             due.add(ReadClass.BILLING)
         return due
 
@@ -128,14 +174,14 @@ class Schedule:
             if rc in self.intervals or rc is ReadClass.STATIC:
                 self.last_run[rc] = mono
             if rc is ReadClass.BILLING:
-                self.last_billing = now.date()
+                self.last_billing = self.billing_day(now)
 
     def sleep_for(self, mono: float, now: datetime) -> float:
         waits = [self.last_run.get(rc, mono) + every - mono for rc, every in self.intervals.items()]
-        next_billing = datetime.combine(now.date(), self.billing_at.timetz())
-        if self.last_billing == now.date() or now >= next_billing:
-            next_billing += timedelta(days=1)
-        waits.append((next_billing - now).total_seconds())
+        if self.last_billing is None or self.billing_day(now) > self.last_billing:
+            waits.append(0.0)
+        else:
+            waits.append((self.next_billing(now) - now).total_seconds())
         return max(0.0, min(waits))
 
 

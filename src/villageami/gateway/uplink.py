@@ -27,9 +27,17 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from villageami.errors import VillageAmiError
 from villageami.gateway.outbox import Outbox, StoredMessage
 
 log = logging.getLogger("villageami.gateway.uplink")
+
+
+class BrokerConnectError(VillageAmiError, ConnectionError):
+    """The broker could not be used: it refused the CONNECT (credentials, ACL) or the TLS handshake failed.
+
+    Unlike an unreachable broker, this does not heal by itself: it is logged at ERROR (still retried).
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,7 @@ class RetainedMessage:
 @dataclass(slots=True)
 class UplinkStats:
     connects: int = 0
+    failed_connects: int = 0
     disconnects: int = 0
     published: int = 0
     acked: int = 0
@@ -101,7 +110,8 @@ class Uplink:
         self.connected = asyncio.Event()
         self._wake = asyncio.Event()
         self._lost = asyncio.Event()
-        self._connack: asyncio.Future[int] | None = None
+        # CONNACK outcome: None when accepted, else the broker's reason ("Not authorized", ...).
+        self._connack: asyncio.Future[str | None] | None = None
         self._client: mqtt.Client | None = None
         self._inflight: dict[int, tuple[StoredMessage, float]] = {}
         self._sent_before: set[int] = set()
@@ -123,10 +133,8 @@ class Uplink:
                 try:
                     await self._connect()
                 except (OSError, ConnectionError, TimeoutError) as exc:
-                    log.warning(
-                        "broker connect failed",
-                        extra={"host": self.settings.host, "port": self.settings.port, "error": str(exc)},
-                    )
+                    self.stats.failed_connects += 1
+                    self._log_connect_failure(exc, backoff)
                     self._drop_client()
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self._backoff_max)
@@ -145,6 +153,27 @@ class Uplink:
             self._drop_client()
 
     # -- connection ------------------------------------------------------------------------------------------
+
+    def _log_connect_failure(self, exc: BaseException, retry_in: float) -> None:
+        s = self.settings
+        broker = f"{s.host}:{s.port}"
+        extra = {"host": s.host, "port": s.port, "retryInS": retry_in}
+        if isinstance(exc, ssl.SSLError):
+            # SSLCertVerificationError is an OSError too: name the handshake, not "connection failed".
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                reason = f"certificate verify failed: {exc.verify_message}"
+            else:
+                reason = str(exc.reason or exc)
+            message = (
+                f"TLS handshake with broker {broker} failed: {reason}"
+                " (check broker.tls.caFile against the broker's certificate and the URL host)"
+            )
+            log.error(message, extra=extra | {"error": str(exc)})
+        elif isinstance(exc, BrokerConnectError):
+            log.error(str(exc), extra=extra | {"error": str(exc)})
+        else:
+            detail = str(exc) or type(exc).__name__
+            log.warning(f"broker {broker} unreachable: {detail}", extra=extra | {"error": detail})
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
@@ -185,10 +214,13 @@ class Uplink:
             asyncio.to_thread(client.connect, s.host, s.port, s.keepalive), timeout=s.connect_timeout + 1
         )
         client.loop_start()
-        rc = await asyncio.wait_for(self._connack, timeout=s.connect_timeout)
-        if rc != 0:
-            reason = mqtt.connack_string(rc)
-            raise ConnectionError(f"broker {s.host}:{s.port} refused the connection: {reason}")
+        refusal = await asyncio.wait_for(self._connack, timeout=s.connect_timeout)
+        if refusal is not None:
+            who = f"user {s.username!r}" if s.username is not None else "no user name"
+            raise BrokerConnectError(
+                f"broker {s.host}:{s.port} refused the connection: {refusal} ({who}; check broker.username,"
+                " the password and the broker's ACL)"
+            )
         self.stats.connects += 1
         self._session_started = datetime.now(UTC)
         for topic in self._subscriptions:
@@ -266,7 +298,8 @@ class Uplink:
                 loop.call_soon_threadsafe(fn, *args)
 
     def _cb_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        self._call(self._on_connack, client, int(reason.value))
+        # paho maps MQTT 3.1.1 return codes to v5 reason codes: compare by failure, report by name.
+        self._call(self._on_connack, client, str(reason) if reason.is_failure else None)
 
     def _cb_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._call(self._on_lost, client)
@@ -279,9 +312,9 @@ class Uplink:
 
     # -- event-loop side -------------------------------------------------------------------------------------
 
-    def _on_connack(self, client: mqtt.Client, rc: int) -> None:
+    def _on_connack(self, client: mqtt.Client, refusal: str | None) -> None:
         if client is self._client and self._connack is not None and not self._connack.done():
-            self._connack.set_result(rc)
+            self._connack.set_result(refusal)
 
     def _on_lost(self, client: mqtt.Client) -> None:
         if client is self._client:
