@@ -29,6 +29,7 @@ from villageami.gateway.outbox import Eviction, Outbox
 from villageami.gateway.plausibility import PlausibilityChecker, Thresholds
 from villageami.gateway.scheduler import MeterPoller, Scheduler
 from villageami.gateway.uplink import BrokerSettings, RetainedMessage, TlsFiles, Uplink
+from villageami.meters.counters import InvocationCounterStore, JsonFileCounterStore
 from villageami.meters.driver import MeterDriver
 from villageami.meters.normalise import VmrsReading
 from villageami.meters.profile import Profile, load_profile
@@ -47,8 +48,9 @@ class MeterDrivers:
     dead-meter backoff, so the arbiter's own backoff is kept negligible here.
     """
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, counter_store: InvocationCounterStore | None = None) -> None:
         self.config = config
+        self.counter_store = counter_store
         self._factory = importlib.import_module("villageami.meters.factory")
         bus_module = importlib.import_module("villageami.meters.bus")
         gaps = [b.inter_frame_s for b in config.buses] or [0.005]
@@ -66,6 +68,8 @@ class MeterDrivers:
             profile if profile is not None else meter.profile,
             arbiter=self.arbiter,
             ports=self.ports,
+            counter_store=self.counter_store,
+            counter_key=meter.serial,
         )
         return driver
 
@@ -153,7 +157,9 @@ class Gateway:
         self.plausibility = PlausibilityChecker(Thresholds(p.clock_drift_s, p.voltage_min_v, p.voltage_max_v))
         self._drivers: MeterDrivers | None = None
         if driver_factory is None:
-            self._drivers = MeterDrivers(config)
+            # Beside the command journal: the gateway's durable state lives in one folder.
+            counters = resolve(self.base_dir, config.commands.path).with_name("dlms-invocation-counters.json")
+            self._drivers = MeterDrivers(config, JsonFileCounterStore(counters))
             driver_factory = self._drivers
         self.pollers = self._build_pollers(driver_factory, profile_loader)
         self.scheduler = Scheduler(

@@ -22,6 +22,8 @@ from villageami.dlms.axdr import Data, DataType
 from villageami.dlms.client import DlmsClient
 from villageami.dlms.cosem import ClassId, ScalerUnit, scaler_unit_attribute
 from villageami.dlms.errors import AssociationError, DecodeError, DlmsError, LinkError, ServiceError
+from villageami.errors import VillageAmiError
+from villageami.meters.counters import InvocationCounterStore
 from villageami.meters.driver import (
     ActionResult,
     KeyRead,
@@ -38,6 +40,8 @@ __all__ = ["DlmsDriver"]
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Invocation counters reserved (persisted ahead) at a time: a restart skips at most this many.
+COUNTER_BLOCK = 256
 _OUTPUT_STATE, _CONTROL_STATE = 2, 3
 _CONTROL_STATES = {0: "disconnected", 1: "connected", 2: "ready_for_reconnection"}
 
@@ -61,6 +65,8 @@ class DlmsDriver(MeterDriver):
         max_list: int | None = None,
         guard: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]] | None = None,
         description: str = "DLMS meter",
+        counter_store: InvocationCounterStore | None = None,
+        counter_key: str | None = None,
     ) -> None:
         self.client = client
         self.profile = profile
@@ -77,6 +83,10 @@ class DlmsDriver(MeterDriver):
         # Set when the meter answered a GET-with-list with a malformed or mismatched response; from then on
         # this driver reads one attribute per GET (slower, but correct).
         self.with_list_unreliable = False
+        # Ciphered meters reject a reused invocation counter; see meters/counters.py.
+        self.counter_store = counter_store
+        self.counter_key = counter_key or description
+        self._counters_reserved_to: int | None = None
 
     def __str__(self) -> str:
         return self.description
@@ -90,7 +100,30 @@ class DlmsDriver(MeterDriver):
             return MeterError(f"{self.description}: association refused: {err}")
         return MeterError(f"{self.description}: {err}")
 
+    def _reserve_counters(self) -> None:
+        """Persist a counter above any this driver may use before the next check (a no-op without ciphering).
+
+        Called before every association and operation; an operation uses far fewer than half a block.
+        """
+        security = self.client.session.security
+        if security is None or self.counter_store is None:
+            return
+        try:
+            if self._counters_reserved_to is None:
+                stored = self.counter_store.load(self.counter_key)
+                if stored is not None and stored > security.invocation_counter:
+                    security.invocation_counter = stored
+            reserved = self._counters_reserved_to
+            if reserved is None or security.invocation_counter + COUNTER_BLOCK // 2 > reserved:
+                reserved = security.invocation_counter + COUNTER_BLOCK
+                self.counter_store.save(self.counter_key, reserved)
+                self._counters_reserved_to = reserved
+        except VillageAmiError as err:
+            # Without a durable counter a ciphered request could reuse one: refuse rather than risk it.
+            raise MeterError(f"{self.description}: {err}") from None
+
     async def connect(self) -> None:
+        self._reserve_counters()
         if self.client.session.associated:
             return
         try:

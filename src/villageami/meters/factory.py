@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from villageami.meters.bus import BusArbiter
+from villageami.meters.counters import InvocationCounterStore
 from villageami.meters.driver import MeterDriver
 from villageami.meters.modbus_driver import ModbusDriver, PymodbusChannel
 from villageami.meters.profile import Profile, ProfileError, ProfileIssue, load_profile
@@ -63,8 +64,13 @@ def open_driver(
     arbiter: BusArbiter | None = None,
     ports: SerialPorts | None = None,
     timeout: float | None = None,
+    counter_store: InvocationCounterStore | None = None,
+    counter_key: str | None = None,
 ) -> MeterDriver:
     """A driver (not yet connected) for the meter at ``url`` described by ``profile``.
+
+    ``counter_store`` keeps DLMS invocation counters across restarts (under ``counter_key``, e.g. the meter
+    serial); a ciphered DLMS meter without one works only until the process restarts.
 
     Raises UrlError for a bad URL and ProfileError for an unknown profile or one without registers for the
     URL's protocol.
@@ -80,7 +86,7 @@ def open_driver(
     if protocol is ProfileProtocol.MODBUS:
         return _modbus(meter_url, loaded, arbiter, ports, seconds)
     if protocol is ProfileProtocol.DLMS:
-        return _dlms(meter_url, loaded, arbiter, seconds)
+        return _dlms(meter_url, loaded, arbiter, seconds, counter_store, counter_key)
     return _iec21(meter_url, loaded, seconds)
 
 
@@ -109,7 +115,14 @@ def _modbus(
     )
 
 
-def _dlms(url: MeterUrl, profile: Profile, arbiter: BusArbiter | None, timeout: float) -> MeterDriver:
+def _dlms(
+    url: MeterUrl,
+    profile: Profile,
+    arbiter: BusArbiter | None,
+    timeout: float,
+    counter_store: InvocationCounterStore | None,
+    counter_key: str | None,
+) -> MeterDriver:
     from villageami.dlms import transport
     from villageami.dlms.client import Authentication, ClientSettings, DlmsClient
     from villageami.meters.dlms_driver import DlmsDriver
@@ -155,6 +168,8 @@ def _dlms(url: MeterUrl, profile: Profile, arbiter: BusArbiter | None, timeout: 
         max_list=url.opt_int("max_list"),
         guard=_guard(arbiter, url.serial_port),
         description=f"DLMS meter {url}",
+        counter_store=counter_store,
+        counter_key=counter_key,
     )
 
 

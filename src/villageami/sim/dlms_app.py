@@ -85,6 +85,9 @@ class SecurityPolicy:
     authentication_key: bytes = bytes(range(0xD0, 0xE0))
     invocation_counter: int = 1
     server_max_pdu: int = 1024
+    # Highest invocation counter accepted from each client system title, across associations: like a real
+    # meter, the simulator refuses a client that starts again from an old counter (a replay).
+    client_invocation_counters: dict[bytes, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -115,6 +118,7 @@ class AssociationSession:
                         StateError.SERVICE_NOT_ALLOWED, ExceptionServiceError.DECIPHERING_ERROR
                     ).encode()
                 request = decode_apdu(self.security.unprotect(request))  # type: ignore[arg-type]
+                self._remember_client_counter()
         except DecodeError:
             return ExceptionResponse(
                 StateError.SERVICE_UNKNOWN, ExceptionServiceError.SERVICE_NOT_SUPPORTED
@@ -128,6 +132,17 @@ class AssociationSession:
             answer = self.security.protect(answer)
             self.policy.invocation_counter = self.security.invocation_counter
         return answer
+
+    def _remember_client_counter(self) -> None:
+        security = self.security
+        if (
+            security is not None
+            and security.peer_system_title
+            and security.peer_invocation_counter is not None
+        ):
+            self.policy.client_invocation_counters[security.peer_system_title] = (
+                security.peer_invocation_counter
+            )
 
     def respond(self, request: Apdu) -> Apdu:
         if isinstance(request, Aarq):
@@ -192,6 +207,7 @@ class AssociationSession:
                 authentication_key=policy.authentication_key,
                 invocation_counter=policy.invocation_counter,
                 peer_system_title=request.calling_ap_title,
+                peer_invocation_counter=policy.client_invocation_counters.get(request.calling_ap_title),
             )
             self.challenge_ctos = request.calling_authentication_value or b""
             if isinstance(initiate, CipheredApdu):
@@ -199,6 +215,7 @@ class AssociationSession:
                     initiate = decode_apdu(self.security.unprotect(initiate))  # type: ignore[assignment]
                 except (CipheringError, DecodeError):
                     return reject(AcseServiceUser.AUTHENTICATION_FAILURE, mechanism)
+                self._remember_client_counter()
         elif request.application_context != ApplicationContext.LOGICAL_NAME:
             return reject(AcseServiceUser.APPLICATION_CONTEXT_NAME_NOT_SUPPORTED)
         if not isinstance(initiate, InitiateRequest):
