@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from villageami.contract.vmrs import DISCONNECT_KEY
@@ -251,13 +252,24 @@ class DlmsDriver(MeterDriver):
             raise ValueError(f"unexpected {data.type.label} value {raw!r}")
         scaler, unit = 0, point.unit
         cached = self.scaler_units.get(point.logical_name)
-        if scaler_unit_attribute(point.class_id) is not None and point.attribute == 2 and cached is not None:
+        scaled_object = scaler_unit_attribute(point.class_id) is not None and point.attribute == 2
+        if scaled_object and cached is not None:
             scaler = cached.scaler
             unit = point.unit or (cached.unit_text if cached.unit not in (0, 255) else None)
         if point.scaler is not None:
             scaler = point.scaler
+        elif scaled_object and cached is None:
+            # Publishing the unscaled register would be off by 10**scaler: omit it until scaler_unit reads.
+            raise ValueError(
+                f"scaler_unit of {point.logical_name} is unknown (its read was refused or malformed) and the "
+                "profile gives no scaler"
+            )
         if scaler == 0:
             return raw, unit
+        if isinstance(raw, int):
+            # Exact decimal scaling, then one rounding to float (10.0**-n is itself inexact).
+            scaled = Decimal(raw).scaleb(scaler)
+            return (int(scaled) if scaler > 0 else float(scaled)), unit
         return float(raw) * 10.0**scaler, unit
 
     # -- actions --

@@ -26,6 +26,8 @@ from villageami.contract.envelope import Quality, register_entry
 from villageami.contract.vmrs import (
     CREDIT_KEY,
     DISCONNECT_KEY,
+    ENERGY_EXPORT_KEY,
+    ENERGY_IMPORT_KEY,
     TAMPER_KEY,
     VMRS,
     ValueType,
@@ -33,25 +35,11 @@ from villageami.contract.vmrs import (
 )
 from villageami.meters.driver import KeyRead
 from villageami.meters.profile import Profile
+from villageami.meters.units import convert_unit
 
 __all__ = ["Normalised", "VmrsReading", "comms_lost", "convert_unit", "normalise", "normalise_all"]
 
-# (from, to) -> factor; identity conversions are implied.
-_FACTORS: dict[tuple[str, str], float] = {
-    ("Wh", "kWh"): 1e-3,
-    ("MWh", "kWh"): 1e3,
-    ("kW", "W"): 1e3,
-    ("MW", "W"): 1e6,
-    ("mW", "W"): 1e-3,
-    ("kV", "V"): 1e3,
-    ("mV", "V"): 1e-3,
-    ("kHz", "Hz"): 1e3,
-    ("mHz", "Hz"): 1e-3,
-}
-# How the same unit is spelled elsewhere (DLMS unit enum names, IEC 62056-21 readouts).
-_SPELLINGS = {"kwh": "kWh", "wh": "Wh", "mwh": "MWh", "w": "W", "kw": "kW", "v": "V", "hz": "Hz", "kv": "kV"}
 DECIMALS = 3
-_KNOWN = {u for pair in _FACTORS for u in pair}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,17 +87,6 @@ class _Omit(Exception):
     """Internal: this key is not published; the message says why."""
 
 
-def convert_unit(value: float | int, unit: str, target: str) -> float | int:
-    """``value`` in ``unit`` expressed in ``target``; ValueError when they are different quantities."""
-    src = unit if unit in _KNOWN else _SPELLINGS.get(unit.lower(), unit)
-    if src == target:
-        return value
-    factor = _FACTORS.get((src, target))
-    if factor is None:
-        raise ValueError(f"cannot convert {unit} to {target}")
-    return value * factor
-
-
 def _round(value: float | int) -> float | int:
     if isinstance(value, int):
         return value
@@ -124,12 +101,25 @@ def _logical_name(read: KeyRead) -> str | None:
     return None
 
 
-def _number(read: KeyRead, target: str) -> tuple[float | int, Quality, str | None]:
-    value = read.value
+def _finite_number(value: object) -> float | int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Omit(f"expected a number, got {type(value).__name__} {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise _Omit(f"not a finite number: {value!r}")
+    return value
+
+
+def _profile_unit(read: KeyRead, profile: Profile | None) -> str | None:
+    """The profile's unit for an IEC 62056-21 data set printed without ``*unit`` (Modbus and DLMS drivers
+    already apply their profile unit)."""
+    if profile is None or not (read.source or "").startswith("iec21:"):
+        return None
+    entry = profile.registers.get(read.key)
+    return entry.iec21.unit if entry is not None and entry.iec21 is not None else None
+
+
+def _number(read: KeyRead, target: str) -> tuple[float | int, Quality, str | None]:
+    value = _finite_number(read.value)
     if read.unit is None:
         return _round(value), Quality.SUSPECT, f"meter gave no unit; assumed {target}"
     try:
@@ -142,10 +132,7 @@ def _number(read: KeyRead, target: str) -> tuple[float | int, Quality, str | Non
 def _credit(read: KeyRead, profile: Profile | None) -> tuple[float | int, str, Quality, str | None]:
     unit = read.unit or (profile.credit_unit if profile else None)
     if unit is not None and is_currency_code(unit):
-        value = read.value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Omit(f"expected a number, got {value!r}")
-        return _round(float(value)), unit, Quality.GOOD, None
+        return _round(float(_finite_number(read.value))), unit, Quality.GOOD, None
     number, quality, reason = _number(read if read.unit else replace(read, unit=unit), "kWh")
     return number, "kWh", quality, reason
 
@@ -232,6 +219,8 @@ def _normalise(read: KeyRead, profile: Profile | None) -> VmrsReading:
         raise _Omit("not a VMRS key")
     if read.error is not None or read.value is None:
         raise _Omit(read.error or "no value")
+    if read.unit is None and (unit := _profile_unit(read, profile)) is not None:
+        read = replace(read, unit=unit)
     logical_name = _logical_name(read)
 
     def make(value: Any, unit: str, quality: Quality, reason: str | None = None) -> VmrsReading:
@@ -255,6 +244,9 @@ def _normalise(read: KeyRead, profile: Profile | None) -> VmrsReading:
         return make(number, unit, quality, reason)
     if vt is ValueType.NUMBER:
         number, quality, reason = _number(read, register.unit)
+        if number < 0 and read.key in (ENERGY_IMPORT_KEY, ENERGY_EXPORT_KEY):
+            # A cumulative energy register cannot be negative: a sign or word-order fault, not a reading.
+            raise _Omit(f"negative cumulative energy {number} {register.unit} (meter gave {read.value!r})")
         return make(number, register.unit, quality, reason)
     if vt is ValueType.DATETIME:
         text, quality, reason = _clock(read)

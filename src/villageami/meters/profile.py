@@ -19,6 +19,7 @@ the pydantic model below (``villageami profile schema``) and a test keeps the tw
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from enum import StrEnum
@@ -42,6 +43,7 @@ from villageami.contract.vmrs import (
     is_currency_code,
 )
 from villageami.errors import VillageAmiError
+from villageami.meters.units import convertible
 
 __all__ = [
     "Confidence",
@@ -210,6 +212,8 @@ class ModbusAddress(_Strict):
             raise ValueError(f"address {self.address} + {need} registers runs past 65535")
         if self.scale == 0:
             raise ValueError("scale 0 would make every reading 0")
+        if not math.isfinite(self.scale):
+            raise ValueError(f"scale {self.scale} is not a finite number")
         return self
 
     @property
@@ -395,6 +399,13 @@ class Profile(_Strict):
             textual = vt in (ValueType.DATETIME, ValueType.ENUM) and key != DISCONNECT_KEY
             if entry.modbus is not None and textual:
                 problems.append(f"registers.{key}.modbus: a {vt} register cannot come from a Modbus number")
+            if vt is ValueType.NUMBER:
+                problems.extend(_unit_problems(key, entry))
+            if entry.modbus is not None and entry.modbus.registers > self.defaults.modbus.max_registers:
+                problems.append(
+                    f"registers.{key}.modbus: {entry.modbus.type} needs {entry.modbus.registers} registers, "
+                    f"more than defaults.modbus.max_registers {self.defaults.modbus.max_registers}"
+                )
         if DISCONNECT_KEY in self.registers and self.disconnect is None:
             problems.append(f"disconnect: registers map {DISCONNECT_KEY} but no disconnect table is given")
         if CREDIT_KEY in self.registers and self.credit_unit is None:
@@ -410,6 +421,21 @@ class Profile(_Strict):
     @property
     def has_tamper_table(self) -> bool:
         return self.tamper is not None and TAMPER_KEY in self.registers
+
+
+def _unit_problems(key: str, entry: RegisterMap) -> list[str]:
+    """A stated unit that cannot become the key's VMRS unit would omit every read of the key at run time."""
+    target = VMRS[key].unit
+    problems = []
+    for proto in Protocol:
+        address = getattr(entry, proto.value)
+        unit = getattr(address, "unit", None)
+        if unit is None or convertible(unit, target):
+            continue
+        if key == CREDIT_KEY and is_currency_code(unit):
+            continue
+        problems.append(f"registers.{key}.{proto.value}: unit {unit!r} cannot be converted to {target}")
+    return problems
 
 
 # --- loading ---

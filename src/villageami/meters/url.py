@@ -192,6 +192,9 @@ def parse_meter_url(url: str) -> MeterUrl:
         raise _fail(text, f"unknown parameter {unknown[0]!r} for {scheme}; allowed: {allowed}")
     for name, value in params.items():
         _check_param(text, name, value)
+    if scheme is Scheme.MODBUS_RTU and int(params.get("unit", "1")) == 0:
+        # Unit 0 is the RTU broadcast address: no meter answers a read sent to it.
+        raise _fail(text, "parameter unit=0 is the Modbus RTU broadcast address; use 1..247")
     if params.get("auth") == "low" and "password" not in params:
         raise _fail(text, "auth=low needs password=...")
     if params.get("auth") == "hls-gmac" and not {"key", "ekey"} <= set(params):
