@@ -133,6 +133,18 @@ def test_iec21_without_any_unit_is_still_suspect() -> None:
     assert entry.quality == Quality.SUSPECT
 
 
+def test_iec21_plain_digits_are_a_number_for_numeric_keys() -> None:
+    # A readout "1.8.0(001234)" has neither unit nor decimal point; the driver keeps it as text (so serials
+    # keep their leading zeros), and normalisation must still publish 1.8.0 rather than drop it.
+    prof = profile({"1.8.0": {"iec21": {"data_set": "1.8.0", "unit": "Wh"}}})
+    entry = normalise(read("1.8.0", "001234", None, source="iec21:1.8.0"), prof)
+    assert (entry.value, entry.unit, entry.quality) == (1.234, "kWh", Quality.GOOD)
+    serial = normalise(read("0.0.96.1.1.255", "001234", None, source="iec21:C.1.0"), prof)
+    assert serial.value == "001234"
+    with pytest.raises(ValueError, match="expected a number"):
+        normalise(read("1.8.0", "12-34", None, source="iec21:1.8.0"), prof)
+
+
 # --- tamper and disconnect edge cases ---
 
 

@@ -17,6 +17,7 @@ drift against its own clock) on top. Rules (docs/contract.md G9, G11-G14):
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -101,7 +102,15 @@ def _logical_name(read: KeyRead) -> str | None:
     return None
 
 
+_DECIMAL_TEXT = re.compile(r"[+-]?\d+(\.\d+)?")
+
+
 def _finite_number(value: object) -> float | int:
+    # Readouts (IEC 62056-21) print plain digits such as "001234" when the data set has no unit or point;
+    # drivers keep them as text so serials keep their leading zeros.
+    if isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value.strip()):
+        text = value.strip()
+        value = float(text) if "." in text else int(text)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Omit(f"expected a number, got {type(value).__name__} {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
