@@ -301,12 +301,31 @@ class Gateway:
     # -- ReadSink (called by the scheduler) ------------------------------------------------------------------
 
     def telemetry(self, serial: str, readings: Sequence[VmrsReading], ts: datetime) -> None:
-        self.enqueue(self.northbound.telemetry(serial, [r.to_entry() for r in readings], ts))
+        try:
+            self.enqueue(self.northbound.telemetry(serial, [r.to_entry() for r in readings], ts))
+        except Exception:
+            self._rollback_edges({serial})
+            raise
 
     def events(self, events: Iterable[DetectedEvent]) -> None:
-        for event in events:
-            self.enqueue(self.northbound.event(event))
+        events = list(events)
+        try:
+            for event in events:
+                self.enqueue(self.northbound.event(event))
+        except Exception:
+            self._rollback_edges({e.meter_serial for e in events})
+            raise
         self.save_edges()
+
+    def _rollback_edges(self, serials: Iterable[str]) -> None:
+        """An outbox write failed after the detector moved on: go back to the last saved edge state.
+
+        The detector flips its state before the event is stored; keeping the flipped state would mean the
+        edge is never reported. Going back re-detects it at the next read (events already stored may then
+        be sent twice, which docs/gateway.md allows; losing one it does not).
+        """
+        for serial in serials:
+            self.detector.restore({serial: self._saved_edges.get(serial, {})})
 
     def read_done(self, serial: str, ok: bool, readings: Sequence[VmrsReading], seconds: float) -> None:
         self.save_edges()

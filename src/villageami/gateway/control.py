@@ -181,6 +181,25 @@ def _record(row: tuple[Any, ...]) -> CommandRecord:
     )
 
 
+def _conflict(stored: CommandRecord, serial: str | None, message: Mapping[str, Any]) -> str | None:
+    """Why a re-sent commandId is not the stored command (another meter, type or params), or None."""
+    differs = [
+        name
+        for name, before, now in (
+            ("meter", stored.meter_serial, serial),
+            ("type", stored.body.get("type"), message.get("type")),
+            ("params", stored.body.get("params"), message.get("params")),
+        )
+        if before != now
+    ]
+    if not differs:
+        return None
+    return (
+        f"commandId {stored.command_id} was already used for a {stored.type!r} command"
+        f" (meter {stored.meter_serial!r}); this one differs in {', '.join(differs)} and was not executed"
+    )
+
+
 def _parse_ts(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -246,17 +265,32 @@ class CommandProcessor:
         if not isinstance(command_id, str) or not command_id:
             log.warning("command without commandId ignored", extra={"topic": topic})
             return
+        problems = [
+            p for p in validate_message(message, MessageKind.COMMAND, parsed_topic) if p.severity == "error"
+        ]
+        bad_id = [str(p) for p in problems if p.pointer == "/commandId"]
+        if bad_id:
+            # A result must carry the commandId, and one that breaks the contract would make the result
+            # itself invalid (dropped by the head-end): like a missing commandId, it cannot be answered.
+            log.warning(
+                f"command with an invalid commandId ignored: {bad_id[0]}",
+                extra={"topic": topic, "commandId": command_id[:80]},
+            )
+            return
         now = self.clock()
         stored = self.journal.get(command_id)
         if stored is not None:
             self._count("duplicate")
             log.info("duplicate command: re-publishing stored result", extra={"commandId": command_id})
             detail = dict(stored.detail or {}) | {"duplicate": True}
+            conflict = _conflict(stored, serial, message)
+            if conflict is not None:
+                # The same commandId for a different command: never run it, and say so, so the stored
+                # status of the first command is not mistaken for this one's.
+                log.warning(conflict, extra={"commandId": command_id, "topic": topic})
+                detail["conflict"] = conflict
             self._publish(stored.meter_serial, command_id, stored.status, now, detail, stored.registers)
             return
-        problems = [
-            p for p in validate_message(message, MessageKind.COMMAND, parsed_topic) if p.severity == "error"
-        ]
         ctype = message.get("type")
         record = CommandRecord(
             command_id=command_id,

@@ -9,6 +9,10 @@ Guarantees (tested in tests/gateway/test_gw_outbox.py, including a SIGKILL mid-w
 * Disk is bounded: when the stored payload bytes exceed ``max_bytes``, the oldest *telemetry* is evicted first
   and, in the same transaction, a ``data_gap`` event naming the evicted seq range and meters is enqueued.
   Events and command results are never evicted (the outbox may then exceed its bound; that is logged).
+* At most one data_gap per meter waits in the outbox: a new eviction for a meter whose data_gap the broker has
+  not acknowledged yet replaces that event (same transaction) by one covering both ranges. Otherwise a long
+  outage adds one never-evictable event per reading and the outbox fills with data_gap events instead of
+  readings (tests/gateway/test_gw_review_outbox.py).
 
 Durability: SQLite in WAL mode with ``synchronous=FULL``. In WAL mode NORMAL already survives a process kill
 (committed pages are in the WAL file, the OS keeps them), but it may lose the last commits on power loss; a
@@ -20,6 +24,7 @@ directly.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +38,8 @@ import orjson
 from villageami.contract.envelope import format_ts
 from villageami.errors import VillageAmiError
 from villageami.gateway.storage import open_durable_db
+
+log = logging.getLogger("villageami.gateway.outbox")
 
 # Message kinds. Only telemetry may be evicted.
 TELEMETRY = "telemetry"
@@ -109,6 +116,18 @@ CREATE TABLE IF NOT EXISTS messages (
     retain INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_kind_seq ON messages (kind, seq);
+-- The data_gap events still in the outbox, so a later eviction of the same meter merges into them.
+-- meter_key is the serial ('' for telemetry without one).
+CREATE TABLE IF NOT EXISTS gap_events (
+    seq INTEGER PRIMARY KEY,
+    meter_key TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    first_ts TEXT,
+    last_ts TEXT
+);
+CREATE INDEX IF NOT EXISTS gap_events_meter ON gap_events (meter_key);
 """
 
 
@@ -130,6 +149,7 @@ class Outbox:
         # BEGIN IMMEDIATE around each enqueue makes the seq read-modify-write atomic.
         self._db = open_durable_db(self.path, _SCHEMA, what="outbox database", error=OutboxError)
         self._bytes = 0
+        self._over_bound_logged = False
         self._recount()
 
     def _recount(self) -> None:
@@ -201,7 +221,19 @@ class Outbox:
             raise
         if eviction is not None and self._on_eviction is not None:
             self._on_eviction(eviction)
+        self._log_bound()
         return stored
+
+    def _log_bound(self) -> None:
+        # Once per crossing: only events and command results are left and they are never evicted.
+        over = self._bytes > self.max_bytes
+        if over and not self._over_bound_logged:
+            log.warning(
+                f"outbox {self.path} exceeds its bound of {self.max_bytes} bytes ({self._bytes} stored):"
+                " only events and command results are left and they are never evicted",
+                extra={"storedBytes": self._bytes, "maxBytes": self.max_bytes},
+            )
+        self._over_bound_logged = over
 
     def _evict_if_needed(self, db: sqlite3.Connection) -> Eviction | None:
         """Drop the oldest telemetry to fit; enqueue the data_gap event in the same transaction."""
@@ -232,15 +264,55 @@ class Outbox:
         eviction = Eviction(tuple(gaps))
         if self._gap_event is not None:
             for gap in gaps:
-                topic, kind, build = self._gap_event(gap)
-                self._insert(db, topic, kind, build, gap.meter_serial, False)
+                merged = self._merge_pending_gap(db, gap)
+                topic, kind, build = self._gap_event(merged)
+                stored = self._insert(db, topic, kind, build, merged.meter_serial, False)
+                db.execute(
+                    "INSERT INTO gap_events (seq, meter_key, first_seq, last_seq, count, first_ts, last_ts)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        stored.seq,
+                        merged.meter_serial or "",
+                        merged.first_seq,
+                        merged.last_seq,
+                        merged.count,
+                        merged.first_ts,
+                        merged.last_ts,
+                    ),
+                )
         return eviction
+
+    def _merge_pending_gap(self, db: sqlite3.Connection, gap: MeterGap) -> MeterGap:
+        """Remove the meter's unacknowledged data_gap (if any) and return ``gap`` widened to cover it."""
+        key = gap.meter_serial or ""
+        rows = db.execute(
+            "SELECT g.seq, g.first_seq, g.count, g.first_ts, m.size FROM gap_events g"
+            " LEFT JOIN messages m ON m.seq = g.seq WHERE g.meter_key = ? ORDER BY g.seq",
+            (key,),
+        ).fetchall()
+        db.execute("DELETE FROM gap_events WHERE meter_key = ?", (key,))
+        merged = gap
+        for seq, first_seq, count, first_ts, size in rows:
+            if size is None:
+                continue  # acknowledged meanwhile: that range was delivered
+            db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+            self._bytes -= int(size)
+            merged = MeterGap(
+                gap.meter_serial,
+                min(first_seq, merged.first_seq),
+                merged.last_seq,
+                merged.count + int(count),
+                first_ts if first_seq < merged.first_seq else merged.first_ts,
+                merged.last_ts,
+            )
+        return merged
 
     def ack(self, seq: int) -> None:
         """The broker acknowledged this message (PUBACK): remove it for good."""
         try:
             with self._transaction() as db:
                 row = db.execute("DELETE FROM messages WHERE seq = ? RETURNING size", (seq,)).fetchone()
+                db.execute("DELETE FROM gap_events WHERE seq = ?", (seq,))
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot delete message seq {seq} from outbox {self.path}: {exc}") from exc
         if row is not None:

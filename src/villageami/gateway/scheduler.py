@@ -263,6 +263,14 @@ class Scheduler:
             await poller.reset()
             self._failed(poller, keys, reason, _time.monotonic() - started)
             return False
+        except Exception as exc:
+            # A driver bug (ValueError in a decoder, ...) is this meter's failure, not the loop's: escaping
+            # here would abort the cycle and, after the supervisor's restart, starve the meters behind it.
+            log.exception("meter driver raised an unexpected error", extra={"meter": poller.serial})
+            await poller.reset()
+            reason = f"driver error: {type(exc).__name__}: {exc}"
+            self._failed(poller, keys, reason, _time.monotonic() - started)
+            return False
         self._succeeded(poller, reads, _time.monotonic() - started)
         return True
 

@@ -9,7 +9,9 @@ the only source of truth and messages go out in seq order. A message whose PUBAC
 the same msgId (QoS 1 is at-least-once; the head-end deduplicates on msgId).
 
 A message is a *replay* (``replayed: true`` + ``publishedAt``) when it was stored before the current broker
-session started (it waited out an outage or a restart) or it was already sent once without PUBACK.
+session started (it waited out an outage or a restart) or it was already sent once without PUBACK. "Stored
+before" is decided by seq (at most the outbox's last seq when the session started), never by comparing
+wall-clock times, so a clock stepped back by NTP cannot turn a replay into a live message.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -115,7 +116,8 @@ class Uplink:
         self._client: mqtt.Client | None = None
         self._inflight: dict[int, tuple[StoredMessage, float]] = {}
         self._sent_before: set[int] = set()
-        self._session_started = datetime.now(UTC)
+        # Highest seq stored when the current session started: anything up to it waited, i.e. is a replay.
+        self._session_last_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- public ----------------------------------------------------------------------------------------------
@@ -222,7 +224,7 @@ class Uplink:
                 " the password and the broker's ACL)"
             )
         self.stats.connects += 1
-        self._session_started = datetime.now(UTC)
+        self._session_last_seq = self.outbox.last_seq()
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
         for retained in self._birth():
@@ -277,7 +279,7 @@ class Uplink:
         client = self._client
         if client is None:
             return False
-        replayed = message.seq in self._sent_before or message.created_at < self._session_started
+        replayed = message.seq in self._sent_before or message.seq <= self._session_last_seq
         info = client.publish(
             message.topic, message.wire_payload(replayed=replayed), qos=1, retain=message.retain
         )
