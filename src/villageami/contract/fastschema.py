@@ -38,7 +38,8 @@ def render_pointer(path: Path) -> str:
     return "".join("/" + p for p in reversed(parts))
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a decoded JSON value (as jsonschema words it)."""
     t = type(value)
     if value is None:
         return "null"
@@ -230,7 +231,7 @@ class _Compiler:
                     return
             kinds = [m[len("must be ") :].split(", got ")[0] for f in outcomes for p, m in f if p is path]
             if len(kinds) == len(outcomes):
-                errors.append((path, f"must be {' or '.join(kinds)}, got {_json_type(value)}"))
+                errors.append((path, f"must be {' or '.join(kinds)}, got {json_type(value)}"))
             else:
                 errors.append((path, f"{_short(value)} matches none of the allowed forms"))
 
@@ -327,7 +328,7 @@ def _type_check(spec: str | list[str]) -> Check:
         if type(value) in accepted:
             return
         if not any(_is_type(value, n) for n in names):
-            errors.append((path, f"must be {wanted}, got {_json_type(value)}"))
+            errors.append((path, f"must be {wanted}, got {json_type(value)}"))
 
     return check
 

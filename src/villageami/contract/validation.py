@@ -23,7 +23,7 @@ from villageami.contract.envelope import (
     MessageKind,
 )
 from villageami.contract.errors import ContractError, TopicError
-from villageami.contract.fastschema import CompiledSchema
+from villageami.contract.fastschema import CompiledSchema, json_type
 from villageami.contract.schemas_source import PATTERN_NAMES
 from villageami.contract.topics import DEFAULT_ROOT, Topic, parse_topic
 from villageami.contract.vmrs import (
@@ -125,7 +125,7 @@ def validate_message(
         except TopicError as err:
             problems.append(Problem("", str(err)))
     if not isinstance(message, Mapping):
-        problems.append(Problem("", f"a message must be a JSON object, got {_type_name(message)}"))
+        problems.append(Problem("", f"a message must be a JSON object, got {json_type(message)}"))
         return problems
     if not isinstance(message, dict):
         message = dict(message)
@@ -389,17 +389,3 @@ def _check_inventory(message: dict[str, Any], problems: list[Problem]) -> None:
                             "warning",
                         )
                     )
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return type(value).__name__

@@ -476,6 +476,25 @@ class _RawInvokeIdAndPriority(InvokeIdAndPriority):
         return self.raw
 
 
+def _encode_descriptor(
+    out: bytearray, descriptor: object, class_id: int, logical_name: bytes, item_id: int, item: str
+) -> None:
+    """Attribute and method descriptors share one layout: class id (2), logical name (6), item id (1)."""
+    if not 0 <= class_id <= 0xFFFF or not -128 <= item_id <= 255:
+        raise EncodeError(f"descriptor {descriptor} has class id or {item} id out of range")
+    if len(logical_name) != 6:
+        raise EncodeError(f"logical name {logical_name!r} is not 6 octets")
+    out += class_id.to_bytes(2, "big")
+    out += logical_name
+    out.append(item_id & 0xFF)
+
+
+def _read_descriptor(r: _Reader, item: str) -> tuple[int, bytes, int]:
+    class_id = r.uint(2, "class id")
+    ln = r.take(6, "logical name")
+    return class_id, ln, r.u8(f"{item} id")
+
+
 @dataclass(frozen=True, slots=True)
 class AttributeDescriptor:
     """COSEM attribute descriptor; ``logical_name`` is 6 octets."""
@@ -493,20 +512,11 @@ class AttributeDescriptor:
         return ln_to_str(self.logical_name)
 
     def encode_into(self, out: bytearray) -> None:
-        if not 0 <= self.class_id <= 0xFFFF or not -128 <= self.attribute_id <= 255:
-            raise EncodeError(f"descriptor {self} has class id or attribute id out of range")
-        if len(self.logical_name) != 6:
-            raise EncodeError(f"logical name {self.logical_name!r} is not 6 octets")
-        out += self.class_id.to_bytes(2, "big")
-        out += self.logical_name
-        out.append(self.attribute_id & 0xFF)
+        _encode_descriptor(out, self, self.class_id, self.logical_name, self.attribute_id, "attribute")
 
     @classmethod
     def read(cls, r: _Reader) -> AttributeDescriptor:
-        class_id = r.uint(2, "class id")
-        ln = r.take(6, "logical name")
-        attr = r.u8("attribute id")
-        return cls(class_id, ln, attr)
+        return cls(*_read_descriptor(r, "attribute"))
 
     def __str__(self) -> str:
         return f"{self.class_id}/{self.obis}/{self.attribute_id}"
@@ -527,19 +537,11 @@ class MethodDescriptor:
         return ln_to_str(self.logical_name)
 
     def encode_into(self, out: bytearray) -> None:
-        if not 0 <= self.class_id <= 0xFFFF or not -128 <= self.method_id <= 255:
-            raise EncodeError(f"descriptor {self} has class id or method id out of range")
-        if len(self.logical_name) != 6:
-            raise EncodeError(f"logical name {self.logical_name!r} is not 6 octets")
-        out += self.class_id.to_bytes(2, "big")
-        out += self.logical_name
-        out.append(self.method_id & 0xFF)
+        _encode_descriptor(out, self, self.class_id, self.logical_name, self.method_id, "method")
 
     @classmethod
     def read(cls, r: _Reader) -> MethodDescriptor:
-        class_id = r.uint(2, "class id")
-        ln = r.take(6, "logical name")
-        return cls(class_id, ln, r.u8("method id"))
+        return cls(*_read_descriptor(r, "method"))
 
 
 @dataclass(frozen=True, slots=True)
