@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from villageami import __version__
+from villageami.errors import VillageAmiError
 
 
 def build_app() -> typer.Typer:
@@ -38,7 +41,18 @@ def build_app() -> typer.Typer:
 
 
 def main() -> None:
-    build_app()()
+    """Entry point. Commands report their own errors; this is the net for any that escape, so a user never
+    sees a traceback for bad input or a busy port: one ``error:`` line and exit code 2 (1 for OS errors)."""
+    try:
+        build_app()()
+    except VillageAmiError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -357,7 +357,7 @@ def register(sim_app: typer.Typer) -> None:
     def dlms(
         transport: str = typer.Option("wrapper", help="wrapper (DLMS/TCP) or hdlc"),
         host: str = typer.Option("127.0.0.1", help="address to listen on"),
-        port: int = typer.Option(4059, help="TCP port (0 = any free port)"),
+        port: int = typer.Option(4059, min=0, max=65535, help="TCP port (0 = any free port)"),
         pty: bool = typer.Option(False, "--pty", help="serve HDLC on a new pseudo-terminal; prints its path"),
         meters: int = typer.Option(1, help="number of meters (HDLC lower addresses / wPorts 1..N)"),
         object_set: str = typer.Option(DEFAULT_OBJECT_SET, help="bundled object set name or YAML/JSON path"),

@@ -345,7 +345,7 @@ def register(sim_app: typer.Typer) -> None:
 
     @sim_app.command("iec21")
     def iec21(
-        port: int = typer.Option(2101, help="TCP port to listen on (0 picks a free one)."),
+        port: int = typer.Option(2101, min=0, max=65535, help="TCP port to listen on (0 picks a free one)."),
         host: str = typer.Option("127.0.0.1", help="Address to listen on."),
         pty: bool = typer.Option(
             False, "--pty", help="Also serve on a pseudo-terminal (raw 8N1, 7-bit ASCII)."

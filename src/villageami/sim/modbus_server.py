@@ -228,7 +228,7 @@ def register(sim_app: typer.Typer) -> None:
     @sim_app.command("modbus")
     def modbus(
         profile: str = typer.Option(..., "--profile", help="Profile name (eastron-sdm630) or YAML path."),
-        port: int = typer.Option(5020, "--port", help="TCP port (0 = any free port)."),
+        port: int = typer.Option(5020, "--port", min=0, max=65535, help="TCP port (0 = any free port)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
         unit: Annotated[list[int] | None, typer.Option("--unit", help="Unit id (default 1).")] = None,
         serial: str | None = typer.Option(None, "--serial", help="Serve Modbus RTU on this serial device."),
