@@ -87,7 +87,7 @@ def open_driver(
         return _modbus(meter_url, loaded, arbiter, ports, seconds)
     if protocol is ProfileProtocol.DLMS:
         return _dlms(meter_url, loaded, arbiter, seconds, counter_store, counter_key)
-    return _iec21(meter_url, loaded, seconds)
+    return _iec21(meter_url, loaded, arbiter, seconds)
 
 
 def _modbus(
@@ -173,15 +173,20 @@ def _dlms(
     )
 
 
-def _iec21(url: MeterUrl, profile: Profile, timeout: float) -> MeterDriver:
-    from villageami.meters.iec21_driver import Iec21Driver, transport_for_url
+def _iec21(url: MeterUrl, profile: Profile, arbiter: BusArbiter | None, timeout: float) -> MeterDriver:
+    from villageami.meters.iec21_driver import Iec21Clock, Iec21Driver, transport_for_url
 
-    mapping = {
-        key: entry.iec21.data_set
-        for key, entry in profile.entries_for(ProfileProtocol.IEC21).items()
-        if entry.iec21 is not None
-    }
+    mapping: dict[str, str | Iec21Clock] = {}
+    for key, entry in profile.entries_for(ProfileProtocol.IEC21).items():
+        address = entry.iec21
+        if address is None:
+            continue
+        if address.data_set is not None:
+            mapping[key] = address.data_set
+        elif address.time is not None and address.date is not None:
+            mapping[key] = Iec21Clock(address.time, address.date, address.utc_offset_delta)
     query = "&".join(f"{k}={v}" for k, v in url.params.items() if k == "framing")
     text = f"iec21+tcp://{url.host}:{url.port}" if url.scheme is Scheme.IEC21_TCP else f"iec21://{url.device}"
     transport = transport_for_url(text + (f"?{query}" if query else ""))
-    return Iec21Driver(transport, mapping, reply_timeout=timeout)
+    # A serial/optical port carries one session at a time: the arbiter serialises meters sharing it.
+    return Iec21Driver(transport, mapping, reply_timeout=timeout, guard=_guard(arbiter, url.serial_port))

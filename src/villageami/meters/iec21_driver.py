@@ -10,6 +10,10 @@ Transports:
 
 The read is one mode C session: sign-on, identification, option select, full readout. IEC 62056-21 has no
 register addressing in readout mode, so every ``read`` gets the whole readout and picks the mapped keys.
+A key is mapped to one data set (``"1.8.0"``) or, for the meter clock, to an :class:`Iec21Clock`: mode C
+meters print time (0.9.1) and date (0.9.2) as two data sets, which the driver combines into one ISO 8601
+value. With a ``guard`` (the bus arbiter's) the whole session runs as one transaction, so meters that share
+a serial or optical port are never read at once.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,8 +46,32 @@ from villageami.meters.iec62056_21 import (
     ReadoutComplete,
     SendBytes,
     SwitchBaudRate,
+    combine_readout_clock,
     find_data_set,
 )
+
+Guard = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+async def _direct(op: Callable[[], Awaitable[Any]]) -> Any:
+    return await op()
+
+
+@dataclass(frozen=True, slots=True)
+class Iec21Clock:
+    """A clock printed as two data sets: ``time`` (commonly 0.9.1) and ``date`` (commonly 0.9.2).
+
+    Meters print local time; ``utc_offset`` is that time's fixed offset from UTC when the profile knows it.
+    Without it the combined value has no offset and normalisation publishes it as suspect.
+    """
+
+    time: str
+    date: str
+    utc_offset: timedelta | None = None
+
+    @property
+    def source(self) -> str:
+        return f"iec21:{self.time}+{self.date}"
 
 
 class ByteTransport(Protocol):
@@ -248,6 +277,13 @@ def transport_for_url(url: str) -> ByteTransport:
     raise MeterError(f"not an IEC 62056-21 URL (iec21+tcp://HOST:PORT or iec21:///dev/ttyX): {url!r}")
 
 
+def _printed(data_set: DataSet) -> str:
+    """The line as the meter printed it (no re-validation: meters put "!" or "/" in text values)."""
+    return data_set.address + "".join(
+        f"({v.value})" if v.unit is None else f"({v.value}*{v.unit})" for v in data_set.values
+    )
+
+
 def value_of(data_set: DataSet) -> Scalar | None:
     """Numbers become float when the meter printed a unit or a decimal point; everything else stays text.
 
@@ -264,7 +300,9 @@ def value_of(data_set: DataSet) -> Scalar | None:
 class Iec21Driver(MeterDriver):
     """Read-only IEC 62056-21 mode C driver.
 
-    ``mapping`` is VMRS key -> data set address as the meter prints it ("1.8.0", "C.1.0", "1-0:32.7.0").
+    ``mapping`` is VMRS key -> data set address as the meter prints it ("1.8.0", "C.1.0", "1-0:32.7.0"), or
+    an :class:`Iec21Clock` naming the time and date data sets of the meter clock.
+    ``guard`` wraps each whole session (the bus arbiter's guard for the port; None talks directly).
     ``reply_timeout`` bounds each silence (first byte of a reply, or gap inside one); ``read_timeout`` bounds
     a whole session, which at 300 baud takes about 1 s per 30 characters of readout.
     ``turnaround_delay`` is the pause before answering the meter (IEC 62056-21 t_r >= 200 ms on a real line).
@@ -273,22 +311,26 @@ class Iec21Driver(MeterDriver):
     def __init__(
         self,
         transport: ByteTransport,
-        mapping: Mapping[str, str],
+        mapping: Mapping[str, str | Iec21Clock],
         *,
         device_address: str = "",
+        guard: Guard | None = None,
         reply_timeout: float = 2.0,
         read_timeout: float = 120.0,
         turnaround_delay: float = 0.2,
         max_baud_rate: int = 19200,
     ) -> None:
-        for key, address in mapping.items():
-            try:
-                ReadoutAddress.parse(address)
-            except Iec21DecodeError as exc:
-                raise MeterError(f"mapping for key {key!r}: {exc}") from exc
+        for key, target in mapping.items():
+            addresses = (target.time, target.date) if isinstance(target, Iec21Clock) else (target,)
+            for address in addresses:
+                try:
+                    ReadoutAddress.parse(address)
+                except Iec21DecodeError as exc:
+                    raise MeterError(f"mapping for key {key!r}: {exc}") from exc
         self.transport = transport
         self.mapping = dict(mapping)
         self.device_address = device_address
+        self._guard = guard or _direct
         self.reply_timeout = reply_timeout
         self.read_timeout = read_timeout
         self.turnaround_delay = turnaround_delay
@@ -309,7 +351,11 @@ class Iec21Driver(MeterDriver):
         raise MeterError(f"{action.value} is not supported by IEC 62056-21 readout")
 
     async def read_readout(self) -> ReadoutComplete:
-        """Run one mode C session and return the whole readout."""
+        """Run one mode C session (under the guard, if any) and return the whole readout."""
+        result: ReadoutComplete = await self._guard(self._read_readout)
+        return result
+
+    async def _read_readout(self) -> ReadoutComplete:
         await self.transport.open()
         client = ModeCClient(
             self.device_address, max_baud_rate=self.max_baud_rate, stay_at_300=self.stay_at_300
@@ -355,35 +401,54 @@ class Iec21Driver(MeterDriver):
         read_at = datetime.now(UTC)
         results: dict[str, KeyRead] = {}
         for key in keys:
-            address = self.mapping.get(key)
-            if address is None:
+            target = self.mapping.get(key)
+            if target is None:
                 results[key] = KeyRead(
                     key, None, None, read_at, error=f"no IEC 62056-21 data set mapped for key {key!r}"
                 )
-                continue
-            data_set = find_data_set(readout.data_sets, address)
-            if data_set is None:
-                results[key] = KeyRead(
-                    key,
-                    None,
-                    None,
-                    read_at,
-                    error=f"data set {address!r} not in the meter's readout",
-                    source=f"iec21:{address}",
-                )
-                continue
-            value = value_of(data_set)
-            # The line as the meter printed it (no re-validation: meters put "!" or "/" in text values).
-            raw = data_set.address + "".join(
-                f"({v.value})" if v.unit is None else f"({v.value}*{v.unit})" for v in data_set.values
-            )
-            results[key] = KeyRead(
-                key=key,
-                value=value,
-                unit=data_set.unit,
-                read_at=read_at,
-                raw=raw,
-                error=None if value is not None else f"data set {address!r} is empty in the readout",
-                source=f"iec21:{data_set.address}",
-            )
+            elif isinstance(target, Iec21Clock):
+                results[key] = _clock_read(key, target, readout.data_sets, read_at)
+            else:
+                results[key] = _data_set_read(key, target, readout.data_sets, read_at)
         return results
+
+
+def _data_set_read(key: str, address: str, data_sets: Sequence[DataSet], read_at: datetime) -> KeyRead:
+    data_set = find_data_set(data_sets, address)
+    if data_set is None:
+        return KeyRead(
+            key,
+            None,
+            None,
+            read_at,
+            error=f"data set {address!r} not in the meter's readout",
+            source=f"iec21:{address}",
+        )
+    value = value_of(data_set)
+    return KeyRead(
+        key=key,
+        value=value,
+        unit=data_set.unit,
+        read_at=read_at,
+        raw=_printed(data_set),
+        error=None if value is not None else f"data set {address!r} is empty in the readout",
+        source=f"iec21:{data_set.address}",
+    )
+
+
+def _clock_read(key: str, clock: Iec21Clock, data_sets: Sequence[DataSet], read_at: datetime) -> KeyRead:
+    """Time and date data sets -> one ISO 8601 value (naive when the offset is unknown) or a per-key error."""
+    what = f"clock data sets {clock.time!r} (time) and {clock.date!r} (date)"
+    time_set = find_data_set(data_sets, clock.time)
+    date_set = find_data_set(data_sets, clock.date)
+    missing = [a for a, ds in ((clock.time, time_set), (clock.date, date_set)) if ds is None]
+    if time_set is None or date_set is None:
+        error = f"{what}: {' and '.join(repr(a) for a in missing)} not in the meter's readout"
+        return KeyRead(key, None, None, read_at, error=error, source=clock.source)
+    raw = _printed(time_set) + " " + _printed(date_set)
+    try:
+        moment = combine_readout_clock(time_set.value or "", date_set.value or "", clock.utc_offset)
+    except Iec21DecodeError as exc:
+        return KeyRead(key, None, None, read_at, raw=raw, error=f"{what}: {exc}", source=clock.source)
+    # ISO 8601 text like the DLMS driver's clock; normalisation marks a value without offset as suspect.
+    return KeyRead(key, moment.isoformat(timespec="seconds"), None, read_at, raw=raw, source=clock.source)

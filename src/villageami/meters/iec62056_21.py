@@ -35,7 +35,7 @@ import enum
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 
 from villageami.errors import VillageAmiError
@@ -655,6 +655,53 @@ def parse_timestamp(text: str, zone: tzinfo | None = None) -> datetime:
     if not suffix:
         return naive
     return naive.replace(tzinfo=timezone(_DST_OFFSETS[suffix]))
+
+
+# --- mode C clock (0.9.1 time + 0.9.2 date) --------------------------------------------------------------
+
+_READOUT_TIME_RES = (
+    re.compile(r"(\d{2}):(\d{2})(?::(\d{2}))?"),  # hh:mm[:ss]
+    re.compile(r"(\d{2})(\d{2})(\d{2})?"),  # hhmm[ss]
+)
+_READOUT_DATE_RE = re.compile(r"(\d{2}|\d{4})(-?)(\d{2})\2(\d{2})")
+
+
+def parse_readout_time(text: str) -> time:
+    """The time data set (OBIS 0.9.1) of a mode C readout: ``hh:mm:ss``, ``hhmmss``, ``hh:mm`` or ``hhmm``.
+
+    Spaces are ignored (some meters pad: ``13 : 23 : 08``). Raises Iec21DecodeError for anything else.
+    """
+    compact = text.replace(" ", "")
+    match = next((m for p in _READOUT_TIME_RES if (m := p.fullmatch(compact))), None)
+    if match is None:
+        raise Iec21DecodeError(f"time {text!r} is not hh:mm:ss, hhmmss, hh:mm or hhmm")
+    hour, minute, second = (int(g) if g else 0 for g in match.groups())
+    try:
+        return time(hour, minute, second)
+    except ValueError as exc:
+        raise Iec21DecodeError(f"time {text!r} is not a valid time of day: {exc}") from exc
+
+
+def parse_readout_date(text: str) -> date:
+    """The date data set (OBIS 0.9.2) of a mode C readout: ``yy-mm-dd``, ``yymmdd``, ``yyyy-mm-dd`` or
+    ``yyyymmdd``. A two-digit year is 20yy (meters in service today). Raises Iec21DecodeError otherwise.
+    """
+    match = _READOUT_DATE_RE.fullmatch(text.replace(" ", ""))
+    if match is None:
+        raise Iec21DecodeError(f"date {text!r} is not yy-mm-dd, yymmdd, yyyy-mm-dd or yyyymmdd")
+    year_text, _, month, day = match.groups()
+    year = int(year_text) + (2000 if len(year_text) == 2 else 0)
+    try:
+        return date(year, int(month), int(day))
+    except ValueError as exc:
+        raise Iec21DecodeError(f"date {text!r} is not a valid calendar date: {exc}") from exc
+
+
+def combine_readout_clock(time_text: str, date_text: str, utc_offset: timedelta | None = None) -> datetime:
+    """One datetime from the time and date data sets. Meters print local time: with ``utc_offset`` the
+    result carries that fixed offset, without it the result is naive (the offset is unknown)."""
+    moment = datetime.combine(parse_readout_date(date_text), parse_readout_time(time_text))
+    return moment if utc_offset is None else moment.replace(tzinfo=timezone(utc_offset))
 
 
 # --- mode C client state machine -------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 A profile names the model (vendor, model, firmware range), gives protocol defaults (serial line settings,
 Modbus unit id, DLMS addresses and authentication), and maps each VMRS key it supports to where the meter
 keeps it: a Modbus register (function code, address, type, word/byte order, scale, unit), a COSEM attribute
-(class id, logical name, attribute, optional scaler override) or an IEC 62056-21 data-set id. It also carries
-the 96.5.0 tamper-bit table, the disconnect value mapping and the credit unit.
+(class id, logical name, attribute, optional scaler override) or an IEC 62056-21 data-set id (for the
+clock: the time and date data sets plus an optional UTC offset). It also carries the 96.5.0 tamper-bit
+table, the disconnect value mapping and the credit unit.
 
 Every entry states where the fact comes from (``provenance``): the source document, the evidence grade
 (doc / claim / interop / tested, or assumption) and a confidence T0..T3. The validators refuse an entry that
@@ -22,6 +23,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from enum import StrEnum
 from functools import cache
 from importlib import resources
@@ -241,10 +243,60 @@ class DlmsAddress(_Strict):
 
 
 class Iec21Address(_Strict):
-    """A data set of the IEC 62056-21 readout, by its id (e.g. ``1.8.0`` or ``C.1.0``)."""
+    """Where a key is in the IEC 62056-21 readout: one data set by its id (``data_set: 1.8.0``), or, for the
+    meter clock, the two data sets mode C meters print it as (``time: 0.9.1``, ``date: 0.9.2``) with the
+    optional ``utc_offset`` of the local time they show."""
 
-    data_set: str = Field(min_length=1, max_length=32)
+    data_set: str | None = Field(default=None, min_length=1, max_length=32, description="Data set id")
     unit: str | None = Field(default=None, description="Unit when the data set carries none")
+    time: str | None = Field(
+        default=None, min_length=1, max_length=32, description="Clock only: the time data set, e.g. 0.9.1"
+    )
+    date: str | None = Field(
+        default=None, min_length=1, max_length=32, description="Clock only: the date data set, e.g. 0.9.2"
+    )
+    utc_offset: str | None = Field(
+        default=None,
+        pattern=r"^[+-][0-9]{2}:[0-5][0-9]$",
+        description="Clock only: UTC offset of the local time the meter prints, e.g. +03:00. Without it the "
+        "clock is published as suspect (no offset known).",
+    )
+
+    @field_validator("utc_offset")
+    @classmethod
+    def _offset_range(cls, value: str | None) -> str | None:
+        if value is not None and abs(_offset(value)) > timedelta(hours=14):
+            raise ValueError(f"utc_offset {value!r} is outside -14:00..+14:00")
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        clock_fields = [n for n in ("time", "date", "utc_offset") if getattr(self, n) is not None]
+        if self.data_set is not None:
+            if clock_fields:
+                raise ValueError(f"give data_set or time + date, not both (got {', '.join(clock_fields)})")
+            return self
+        if self.time is None or self.date is None:
+            raise ValueError("give data_set, or time and date (a clock printed as two data sets)")
+        if self.unit is not None:
+            raise ValueError("unit does not apply to a clock given as time + date")
+        return self
+
+    @property
+    def is_clock(self) -> bool:
+        """True for the time + date form."""
+        return self.data_set is None
+
+    @property
+    def utc_offset_delta(self) -> timedelta | None:
+        """``utc_offset`` as a timedelta, None when not given."""
+        return None if self.utc_offset is None else _offset(self.utc_offset)
+
+
+def _offset(text: str) -> timedelta:
+    """``+HH:MM`` / ``-HH:MM`` (format already checked by the field pattern) as a timedelta."""
+    delta = timedelta(hours=int(text[1:3]), minutes=int(text[4:6]))
+    return -delta if text.startswith("-") else delta
 
 
 class RegisterMap(_Strict):
@@ -399,6 +451,8 @@ class Profile(_Strict):
             textual = vt in (ValueType.DATETIME, ValueType.ENUM) and key != DISCONNECT_KEY
             if entry.modbus is not None and textual:
                 problems.append(f"registers.{key}.modbus: a {vt} register cannot come from a Modbus number")
+            if entry.iec21 is not None and entry.iec21.is_clock and vt is not ValueType.DATETIME:
+                problems.append(f"registers.{key}.iec21: time + date make a clock; {key} is a {vt} register")
             if vt is ValueType.NUMBER:
                 problems.extend(_unit_problems(key, entry))
             if entry.modbus is not None and entry.modbus.registers > self.defaults.modbus.max_registers:
