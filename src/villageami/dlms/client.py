@@ -9,12 +9,15 @@ exchange bounded by ``ClientSettings.response_timeout``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 from villageami.dlms.apdu import (
     DEFAULT_CONFORMANCE,
@@ -77,10 +80,23 @@ from villageami.dlms.errors import (
     DecodeError,
     DlmsError,
     LinkError,
+    LinkTimeout,
     ServiceError,
 )
 from villageami.dlms.link import ApduLink
 from villageami.dlms.security import SecurityContext, hls_gmac_response, verify_hls_gmac_response
+
+_T = TypeVar("_T")
+
+MAX_KEPT_NOTIFICATIONS = 256
+
+# What one GET block costs of ClientSettings.max_block_transfer_octets besides its data (a round trip).
+BLOCK_OVERHEAD = 128
+
+
+class StaleResponse(DecodeError):
+    """A response that answers another request (its invoke id is not the pending one): the link is out of
+    step, e.g. a meter sent one answer twice. ``DlmsClient`` drops the link when it sees one."""
 
 
 class Authentication(StrEnum):
@@ -117,6 +133,10 @@ class ClientSettings:
     response_timeout: float = 10.0
     connect_timeout: float = 15.0
     challenge_length: int = 16
+    # A GET block transfer longer than this is refused: a meter that never sets last-block must not make
+    # the client reassemble for ever. Each block also costs BLOCK_OVERHEAD octets of this budget, so tiny or
+    # empty blocks exhaust it too (at most 8192 blocks by default).
+    max_block_transfer_octets: int = 1 << 20
 
     @property
     def uses_ciphering(self) -> bool:
@@ -155,7 +175,12 @@ class ClientSession:
         self._pending_invoke_id: int | None = None
         self._get_kind: str | None = None
         self._blocks: BlockReassembler | None = None
-        self.notifications: list[DataNotification | EventNotificationRequest] = []
+        self._block_octets = 0
+        # Pushes that overtook a response, newest last. Nothing in the stack drains them, so only the
+        # latest MAX_KEPT_NOTIFICATIONS are kept: a pushing meter must not grow a long-lived client.
+        self.notifications: deque[DataNotification | EventNotificationRequest] = deque(
+            maxlen=MAX_KEPT_NOTIFICATIONS
+        )
         self._peeked: tuple[bytes, Apdu] | None = None
         self.security: SecurityContext | None = None
         needs_keys = settings.uses_ciphering or settings.authentication is Authentication.HLS_GMAC
@@ -196,7 +221,7 @@ class ClientSession:
 
     def _check_invoke_id(self, iip: InvokeIdAndPriority) -> None:
         if self._pending_invoke_id is not None and iip.invoke_id != self._pending_invoke_id:
-            raise DecodeError(
+            raise StaleResponse(
                 f"response invoke id {iip.invoke_id} does not match "
                 f"request invoke id {self._pending_invoke_id}"
             )
@@ -424,9 +449,10 @@ class ClientSession:
         apdu = self._expect_response(data)
         if isinstance(apdu, GetResponseNormal | GetResponseWithList | GetResponseWithDataBlock):
             self._check_invoke_id(apdu.invoke_id_and_priority)
-        if isinstance(apdu, GetResponseNormal):
+        # A get-request-normal is answered by -normal (or blocks), a -with-list by -with-list (or blocks).
+        if isinstance(apdu, GetResponseNormal) and self._get_kind == "normal":
             return GetStep(results=(apdu.result,))
-        if isinstance(apdu, GetResponseWithList):
+        if isinstance(apdu, GetResponseWithList) and self._get_kind == "list":
             return GetStep(results=apdu.results)
         if isinstance(apdu, GetResponseWithDataBlock):
             if isinstance(apdu.raw_data, DataAccessResult):
@@ -436,7 +462,14 @@ class ClientSession:
                     f"{apdu.raw_data.label}"
                 )
             if self._blocks is None:
-                self._blocks = BlockReassembler()
+                self._blocks, self._block_octets = BlockReassembler(), 0
+            self._block_octets += len(apdu.raw_data) + BLOCK_OVERHEAD
+            if self._block_octets > self.settings.max_block_transfer_octets:
+                self._blocks = None
+                raise DecodeError(
+                    f"GET block transfer exceeds {self.settings.max_block_transfer_octets} octets at block "
+                    f"{apdu.block_number} without a last block (ClientSettings.max_block_transfer_octets)"
+                )
             if not self._blocks.add(apdu):
                 request = GetRequestNext(apdu.block_number, self._iip_same())
                 return GetStep(next_request=self._protect(request))
@@ -445,7 +478,7 @@ class ClientSession:
             if self._get_kind == "list":
                 return GetStep(results=decode_get_with_list_results(raw))
             return GetStep(results=(_decode_whole(raw),))
-        raise DecodeError(f"expected a get-response, got {apdu.name}")
+        raise DecodeError(f"expected a get-response to the {self._get_kind} get-request, got {apdu.name}")
 
     def _iip_same(self) -> InvokeIdAndPriority:
         return InvokeIdAndPriority(self._invoke_id, True, True)
@@ -524,6 +557,9 @@ class DlmsClient:
         self.link = link
         self.settings = settings
         self.session = session or ClientSession(settings)
+        # One request at a time: the session has one pending invoke id and the link one answer in flight,
+        # so concurrent callers queue here instead of mixing up each other's answers.
+        self._lock = asyncio.Lock()
 
     @property
     def invocation_counter(self) -> int:
@@ -536,15 +572,25 @@ class DlmsClient:
         return self.session.server_invocation_counter
 
     async def _exchange(self, apdu: bytes) -> bytes:
+        timeout = self.settings.response_timeout
+        deadline = time.monotonic() + timeout
         try:
-            response = await self.link.exchange(apdu, self.settings.response_timeout)
+            response = await self.link.exchange(apdu, timeout)
             while self.session.associated and self.session.take_notification(response):
                 # A push overtook the response. Links that offer ``receive(timeout)`` let us wait for the
-                # real response (see dlms/link.py); others cannot.
+                # real response (see dlms/link.py); others cannot. Pushes do not extend the deadline, so a
+                # meter that only pushes cannot keep the caller waiting.
                 receive = getattr(self.link, "receive", None)
                 if receive is None:
                     raise DlmsError("a notification arrived instead of the response and the link cannot wait")
-                response = await receive(self.settings.response_timeout)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    await self._close_link_quietly()
+                    raise LinkTimeout(
+                        f"only notifications ({len(self.session.notifications)} kept) and no response "
+                        f"within {timeout}s"
+                    )
+                response = await receive(remaining)
         except LinkError:
             # Links drop themselves on error and reconnect on the next call; an association does not survive
             # that, so the next request must associate again instead of being refused.
@@ -552,20 +598,57 @@ class DlmsClient:
             raise
         return response
 
+    async def _transact(self, request: bytes, handle: Callable[[bytes], _T]) -> _T:
+        """Exchange ``request`` and interpret the answer with ``handle``.
+
+        An answer to another request (StaleResponse) means the link is out of step: a duplicated answer
+        would otherwise be taken for every next request's, and even a new AARQ would get a stale answer.
+        So the link is dropped and the association forgotten; the next ``associate()`` starts clean. Other
+        DecodeErrors keep the association (the meter driver falls back from a garbled GET-with-list answer
+        to single GETs on it).
+        """
+        response = await self._exchange(request)
+        try:
+            return handle(response)
+        except StaleResponse:
+            self.session.link_lost()
+            await self._close_link_quietly()
+            raise
+
+    async def _close_link_quietly(self) -> None:
+        """Drop the link (a late answer must not be taken for the next request's); errors are moot."""
+        with contextlib.suppress(DlmsError, TimeoutError):
+            await asyncio.wait_for(self.link.close(), self.settings.connect_timeout)
+
+    async def _bounded(self, what: str, step: Awaitable[None]) -> None:
+        """``link.open()`` / ``link.close()`` within ``connect_timeout``; LinkTimeout, not TimeoutError."""
+        try:
+            await asyncio.wait_for(step, self.settings.connect_timeout)
+        except TimeoutError:
+            self.session.link_lost()
+            raise LinkTimeout(
+                f"link {what} did not finish within connect_timeout {self.settings.connect_timeout}s"
+            ) from None
+        except LinkError:
+            self.session.link_lost()
+            raise
+
     async def associate(self) -> None:
-        await asyncio.wait_for(self.link.open(), self.settings.connect_timeout)
-        pass3 = self.session.handle_association_response(
-            await self._exchange(self.session.association_request())
-        )
-        if pass3 is not None:
-            self.session.handle_hls_response(await self._exchange(pass3))
+        async with self._lock:
+            await self._bounded("open", self.link.open())
+            pass3 = await self._transact(
+                self.session.association_request(), self.session.handle_association_response
+            )
+            if pass3 is not None:
+                await self._transact(pass3, self.session.handle_hls_response)
 
     async def release(self) -> None:
-        try:
-            if self.session.associated:
-                self.session.handle_release_response(await self._exchange(self.session.release_request()))
-        finally:
-            await asyncio.wait_for(self.link.close(), self.settings.connect_timeout)
+        async with self._lock:
+            try:
+                if self.session.associated:
+                    await self._transact(self.session.release_request(), self.session.handle_release_response)
+            finally:
+                await self._bounded("close", self.link.close())
 
     async def __aenter__(self) -> Self:
         await self.associate()
@@ -580,13 +663,15 @@ class DlmsClient:
             if exc is None:
                 raise
 
-    async def _get_loop(self, request: bytes) -> tuple[Data | DataAccessResult, ...]:
-        while True:
-            step = self.session.handle_get_response(await self._exchange(request))
-            if step.results is not None:
-                return step.results
-            assert step.next_request is not None
-            request = step.next_request
+    async def _get_loop(self, make_request: Callable[[], bytes]) -> tuple[Data | DataAccessResult, ...]:
+        async with self._lock:
+            request = make_request()
+            while True:
+                step = await self._transact(request, self.session.handle_get_response)
+                if step.results is not None:
+                    return step.results
+                assert step.next_request is not None
+                request = step.next_request
 
     async def get(
         self,
@@ -594,14 +679,14 @@ class DlmsClient:
         access: AccessSelection | None = None,
     ) -> Data:
         descriptor = _descriptor(attribute)
-        results = await self._get_loop(self.session.get_request(descriptor, access))
+        results = await self._get_loop(lambda: self.session.get_request(descriptor, access))
         return _single(results[0], str(descriptor))
 
     async def get_with_list(
         self, attributes: Sequence[AttributeDescriptor | tuple[int, str | bytes, int]]
     ) -> list[Data | DataAccessResult]:
         descriptors = [_descriptor(a) for a in attributes]
-        results = await self._get_loop(self.session.get_with_list_request(descriptors))
+        results = await self._get_loop(lambda: self.session.get_with_list_request(descriptors))
         if len(results) != len(descriptors):
             raise DecodeError(
                 f"get-with-list asked for {len(descriptors)} attributes, got {len(results)} results"
@@ -614,15 +699,18 @@ class DlmsClient:
         value: Data,
         access: AccessSelection | None = None,
     ) -> None:
-        request = self.session.set_request(_descriptor(attribute), value, access)
-        self.session.handle_set_response(await self._exchange(request))
+        descriptor = _descriptor(attribute)
+        async with self._lock:
+            request = self.session.set_request(descriptor, value, access)
+            await self._transact(request, self.session.handle_set_response)
 
     async def action(
         self, method: MethodDescriptor | tuple[int, str | bytes, int], parameters: Data | None = None
     ) -> Data | None:
         descriptor = method if isinstance(method, MethodDescriptor) else MethodDescriptor.of(*method)
-        request = self.session.action_request(descriptor, parameters)
-        return self.session.handle_action_response(await self._exchange(request))
+        async with self._lock:
+            request = self.session.action_request(descriptor, parameters)
+            return await self._transact(request, self.session.handle_action_response)
 
     # ------------------------------------------------------------------ COSEM conveniences
 

@@ -95,6 +95,12 @@ class TcpByteStream:
         except (OSError, TimeoutError) as exc:
             raise LinkError(f"writing to {self.description} failed: {exc!r}") from exc
 
+    def abort(self) -> None:
+        """Drop the connection at once, without waiting (for a cancelled caller, which must not await)."""
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            writer.close()
+
     async def close(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
         if writer is None:
@@ -176,7 +182,8 @@ class SerialByteStream:
 class WrapperLink:
     """ApduLink over the IEC 62056-47 wrapper on TCP. TCP is reliable, so there are no link retries: a
     missing answer is LinkTimeout after ``timeout``, and the connection is dropped (the stream would be out
-    of step)."""
+    of step). Concurrent callers are served one exchange at a time. A caller cancelled mid-exchange drops
+    the connection too, so its late answer can never be taken for the next request's."""
 
     def __init__(self, stream: TcpByteStream, *, client_wport: int = 16, server_wport: int = 1) -> None:
         self.stream = stream
@@ -185,12 +192,17 @@ class WrapperLink:
         # APDUs decoded but not yet handed out: one TCP read can carry a push and the response together.
         self._received: deque[bytes] = deque()
         self._connected = False
+        self._lock = asyncio.Lock()
 
     @property
     def description(self) -> str:
         return f"dlms+tcp://{self.stream.host}:{self.stream.port}?client={self.client_wport}&server={self.server_wport}"
 
     async def open(self) -> None:
+        async with self._lock:
+            await self._open()
+
+    async def _open(self) -> None:
         if self._connected:
             return
         await self.stream.connect()
@@ -199,13 +211,35 @@ class WrapperLink:
         self._connected = True
 
     async def exchange(self, apdu: bytes, timeout: float) -> bytes:
-        if not self._connected:
-            await self.open()
-        await self.stream.write(WrapperPdu(self.client_wport, self.server_wport, apdu).encode())
-        return await self.receive(timeout)
+        pdu = WrapperPdu(self.client_wport, self.server_wport, apdu).encode()
+        async with self._lock:
+            try:
+                await self._open()
+                try:
+                    await self.stream.write(pdu)
+                except LinkError:
+                    await self._close()
+                    raise
+                return await self._receive(timeout)
+            except asyncio.CancelledError:
+                self._abort()
+                raise
 
     async def receive(self, timeout: float) -> bytes:
         """The server's next APDU (a response, or a push that overtook it), waiting at most ``timeout``."""
+        async with self._lock:
+            try:
+                return await self._receive(timeout)
+            except asyncio.CancelledError:
+                self._abort()
+                raise
+
+    def _abort(self) -> None:
+        self._connected = False
+        self._received.clear()
+        self.stream.abort()
+
+    async def _receive(self, timeout: float) -> bytes:
         if self._received:
             return self._received.popleft()
         if not self._connected:
@@ -221,14 +255,18 @@ class WrapperLink:
                     pdu.payload for pdu in self._decoder.feed(data) if pdu.source_wport == self.server_wport
                 )
         except DecodeError as exc:
-            await self.close()
+            await self._close()
             raise LinkError(f"{self.description}: bad wrapper header from the meter: {exc}") from exc
         except LinkError:
-            await self.close()
+            await self._close()
             raise
         return self._received.popleft()
 
     async def close(self) -> None:
+        async with self._lock:
+            await self._close()
+
+    async def _close(self) -> None:
         self._connected = False
         self._received.clear()
         await self.stream.close()
@@ -292,6 +330,12 @@ class HdlcLink:
             except LinkError:
                 # After a timeout the sequence numbers are unknown; start over with SNRM next time.
                 await self._drop()
+                raise
+            except asyncio.CancelledError:
+                # The caller gave up mid-exchange: its answer may still come. A fresh machine (state
+                # disconnected) makes the next exchange send SNRM first, which resets the server's sequence
+                # numbers; the late answer arrives while we wait for UA and is ignored.
+                self.connection = self._new_connection()
                 raise
             assert isinstance(event, ApduReceived)
             return event.apdu
